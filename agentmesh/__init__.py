@@ -1,0 +1,1 @@
+"""agentmesh: the shared library of the orchestrator, worker, synthesizer and gateway services."""

@@ -1,0 +1,127 @@
+"""The provider interface every agent talks to, and the errors a provider may raise."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One conversation turn sent to a model (system text travels in ``Prompt.system``)."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A model call's input: which model, what to say, and how much it may answer."""
+
+    model: str
+    system: str
+    messages: Sequence[Message]
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """Tokens of one call as the API reports them; ``input_tokens`` excludes cache tokens."""
+
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    usage: TokenUsage
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A tool the model is forced to call; ``input_schema`` is a JSON schema object."""
+
+    name: str
+    description: str
+    input_schema: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The arguments the model gave the forced tool, unvalidated."""
+
+    input: Mapping[str, Any]
+    usage: TokenUsage
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class StreamDone:
+    """Last item of every stream: what the whole call used."""
+
+    usage: TokenUsage
+
+
+StreamItem = TextDelta | StreamDone
+
+
+class LLMProvider(Protocol):
+    """What an agent needs from a model; every call reports its token usage."""
+
+    name: str
+
+    async def complete(self, prompt: Prompt) -> Completion: ...
+
+    def stream(self, prompt: Prompt) -> AsyncIterator[StreamItem]:
+        """Yields text deltas as the model produces them, then exactly one ``StreamDone``."""
+        ...
+
+    async def call_tool(self, prompt: Prompt, tool: Tool) -> ToolCall:
+        """Forces the model to call ``tool`` once and returns the arguments it chose."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class ProviderError(Exception):
+    """A model call failed; ``retryable`` says whether the same call may succeed later."""
+
+    message: str
+    retryable: bool = False
+    retry_after_s: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class RateLimited(ProviderError):
+    """The model API refused the call for rate or overload reasons (429, 529)."""
+
+
+class Unavailable(ProviderError):
+    """The model API could not be reached or failed on its side (5xx, connection errors)."""
+
+
+class BadRequest(ProviderError):
+    """The model API rejected the call itself (4xx other than 429): retrying will not help."""
+
+
+class AuthenticationFailed(ProviderError):
+    """The model API rejected our credentials (401/403): an operator must fix the key."""
+
+
+class InvalidResponse(ProviderError):
+    """The model answered, but not in the shape we asked for (e.g. no tool call)."""

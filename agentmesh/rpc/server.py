@@ -1,0 +1,85 @@
+"""The grpc.aio server factory every service uses: its servicer, health, reflection, ordered shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from agentmesh.rpc.interceptors import ServerInterceptor
+from agentmesh.rpc.options import SERVER_OPTIONS
+
+logger = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass
+class GrpcServer:
+    """A started server; ``port`` is the bound one (useful when listening on port 0)."""
+
+    server: grpc.aio.Server
+    port: int
+    health: HealthServicer
+    service_names: Sequence[str]
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def set_serving(self, serving: bool) -> None:
+        status = SERVING if serving else NOT_SERVING
+        for name in ("", *self.service_names):
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float) -> None:
+        """Health NOT_SERVING first, then let in-flight calls finish within ``grace``, then close clients."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        for close in self.on_close:
+            await close()
+
+
+async def start_grpc_server(
+    listen: str,
+    register: Callable[[grpc.aio.Server], None],
+    service_names: Sequence[str],
+    *,
+    serving: bool = True,
+) -> GrpcServer:
+    """Binds ``listen`` (``host:0`` picks a free port), registers health and reflection, and starts."""
+    server = grpc.aio.server(interceptors=[ServerInterceptor()], options=SERVER_OPTIONS)
+    register(server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise RuntimeError(f"could not bind gRPC listen address {listen!r}")
+    await server.start()
+    running = GrpcServer(server=server, port=port, health=health, service_names=service_names)
+    await running.set_serving(serving)
+    return running
+
+
+async def serve_until_signalled(running: GrpcServer, grace: float) -> None:
+    """Blocks until SIGTERM or SIGINT, then shuts down in order."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    stop_waiter = asyncio.create_task(stop.wait())
+    terminated = asyncio.create_task(running.server.wait_for_termination())
+    await asyncio.wait({stop_waiter, terminated}, return_when=asyncio.FIRST_COMPLETED)
+    logger.info("shutting down", extra={"grace_s": grace})
+    await running.stop(grace)
+    for task in (stop_waiter, terminated):
+        task.cancel()

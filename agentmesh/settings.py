@@ -1,0 +1,64 @@
+"""Settings every service shares, and the one way a service loads and validates its own."""
+
+from __future__ import annotations
+
+import sys
+from typing import Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ProviderName = Literal["anthropic", "offline"]
+
+DEFAULT_ORCHESTRATOR_MODEL = "claude-sonnet-4-5-20250929"
+DEFAULT_WORKER_MODEL = "claude-haiku-4-5-20251001"
+
+
+class CommonSettings(BaseSettings):
+    """Read from the environment, then `.env`; a real environment variable wins over `.env`."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    llm_provider: ProviderName | None = Field(
+        default=None, description="anthropic if ANTHROPIC_API_KEY is set, else offline"
+    )
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    offline_latency_ms: int = Field(default=0, ge=0, le=600_000)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "standard"] = "json"
+    shutdown_grace_period: float = Field(default=10.0, ge=0, description="seconds")
+
+    @model_validator(mode="after")
+    def _pick_provider(self) -> CommonSettings:
+        if self.llm_provider is None:
+            self.llm_provider = "anthropic" if self.anthropic_api_key else "offline"
+        if self.llm_provider == "anthropic" and not self.anthropic_api_key:
+            raise ValueError("LLM_PROVIDER=anthropic needs ANTHROPIC_API_KEY")
+        return self
+
+    @property
+    def provider(self) -> ProviderName:
+        assert self.llm_provider is not None  # set by the validator
+        return self.llm_provider
+
+
+class GrpcServiceSettings(CommonSettings):
+    grpc_listen: str
+    metrics_port: int = Field(ge=0, le=65535)
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(cls: type[S]) -> S:
+    """Builds the settings or stops the process with one line per bad variable."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        lines = [f"{cls.__name__}: invalid configuration:"]
+        for err in exc.errors():
+            name = "_".join(str(p) for p in err["loc"]).upper() or "(settings)"
+            lines.append(f"  {name}: {err['msg']}")
+        print("\n".join(lines), file=sys.stderr)
+        raise SystemExit(2) from None
