@@ -28,6 +28,9 @@ class CommonSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "standard"] = "json"
     shutdown_grace_period: float = Field(default=10.0, ge=0, description="seconds")
+    retry_max_attempts: int = Field(default=3, ge=1, le=10)
+    retry_exponential_multiplier: float = Field(default=0.5, gt=0, description="seconds")
+    retry_exponential_max: float = Field(default=8.0, gt=0, description="seconds")
 
     @model_validator(mode="after")
     def _pick_provider(self) -> CommonSettings:
@@ -45,7 +48,6 @@ class CommonSettings(BaseSettings):
 
 class GrpcServiceSettings(CommonSettings):
     grpc_listen: str
-    metrics_port: int = Field(ge=0, le=65535)
 
 
 S = TypeVar("S", bound=BaseSettings)

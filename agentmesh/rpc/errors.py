@@ -20,6 +20,8 @@ class InvalidInput(Exception):
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and a message a person can act on; never includes secrets or tracebacks."""
+    if isinstance(exc, PhaseFailed):
+        return exc.code, str(exc)
     if isinstance(exc, InvalidInput):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, RateLimited):
@@ -35,3 +37,11 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, ProviderError):
         return grpc.StatusCode.INTERNAL, f"model call failed: {exc}"
     return grpc.StatusCode.INTERNAL, "internal error (see the service log for this request id)"
+
+
+class PhaseFailed(Exception):
+    """A phase of a run failed with a known status; the message names the phase for the user."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code

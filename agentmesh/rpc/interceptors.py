@@ -36,9 +36,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or method.startswith(("/grpc.health", "/grpc.reflection")):
@@ -65,7 +65,7 @@ def _wrap_unary(inner: Any, method: str) -> Callable[[Any, grpc.aio.ServicerCont
             return await inner(request, context)
         except grpc.aio.AbortError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the boundary: every error becomes a status here
+        except Exception as exc:
             await _abort_for(exc, context, method)
 
     return unary
@@ -79,7 +79,7 @@ def _wrap_stream(inner: Any, method: str) -> Callable[[Any, grpc.aio.ServicerCon
                 yield item
         except grpc.aio.AbortError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the boundary: every error becomes a status here
+        except Exception as exc:
             await _abort_for(exc, context, method)
 
     return stream
@@ -95,7 +95,9 @@ def _with_request_id(details: ClientCallDetails) -> ClientCallDetails:
 
 
 class RequestIdUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation: Any, client_call_details: ClientCallDetails, request: Any) -> Any:
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: ClientCallDetails, request: Any
+    ) -> Any:
         return await continuation(_with_request_id(client_call_details), request)
 
 

@@ -13,8 +13,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from agentmesh.llm.factory import create_provider
+from agentmesh.llm.provider import LLMProvider
+from agentmesh.logging import configure_logging
 from agentmesh.rpc.interceptors import ServerInterceptor
 from agentmesh.rpc.options import SERVER_OPTIONS
+from agentmesh.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
 
@@ -83,3 +87,26 @@ async def serve_until_signalled(running: GrpcServer, grace: float) -> None:
     await running.stop(grace)
     for task in (stop_waiter, terminated):
         task.cancel()
+
+
+def run_service(
+    name: str,
+    settings: CommonSettings,
+    start: Callable[[LLMProvider], Awaitable[GrpcServer]],
+) -> None:
+    """The body of every ``python -m <service>``: logging, one provider, serve until signalled."""
+    configure_logging(name, settings.log_level, settings.log_format)
+
+    async def serve() -> None:
+        provider = create_provider(settings)
+        running = await start(provider)
+        running.on_close.append(provider.aclose)
+        logger.info(
+            "%s serving",
+            name,
+            extra={"port": running.port, "provider": provider.name, "services": running.service_names},
+        )
+        await serve_until_signalled(running, settings.shutdown_grace_period)
+        logger.info("%s stopped", name)
+
+    asyncio.run(serve())

@@ -1,0 +1,118 @@
+"""The offline demo model: deterministic, no network, for demos and tests — it never calls an LLM.
+
+It answers by echoing what it was asked (so the data flow through the mesh is visible), plans by
+splitting the request into its lines (a line starting with "then" depends on the line before it),
+and simulates model latency with ``OFFLINE_LATENCY_MS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from agentmesh.llm.pricing import OFFLINE_MODEL
+from agentmesh.llm.provider import (
+    Completion,
+    InvalidResponse,
+    Prompt,
+    StreamDone,
+    StreamItem,
+    TextDelta,
+    TokenUsage,
+    Tool,
+    ToolCall,
+)
+
+LABEL = "[offline demo model]"
+MAX_ECHO_CHARS = 4000
+_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+_QUESTION_END = re.compile(r"(?<=\?)\s+")
+
+
+def split_request(text: str) -> list[str]:
+    """Parts of a request: its non-empty lines, or its questions when it is one line."""
+    lines = [_BULLET.sub("", line).strip() for line in text.splitlines()]
+    parts = [line for line in lines if line]
+    if len(parts) == 1:
+        parts = [q.strip() for q in _QUESTION_END.split(parts[0]) if q.strip()]
+    return parts or [text.strip() or "(empty request)"]
+
+
+def offline_plan(text: str, max_items: int) -> dict[str, Any]:
+    parts = split_request(text)
+    if len(parts) > max_items:
+        parts = [*parts[: max_items - 1], "\n".join(parts[max_items - 1 :])]
+    subtasks = []
+    for index, part in enumerate(parts, start=1):
+        depends_on = [f"t{index - 1}"] if index > 1 and part.lower().startswith("then ") else []
+        title = part if len(part) <= 60 else part[:57] + "..."
+        subtasks.append({"id": f"t{index}", "title": title, "instruction": part, "depends_on": depends_on})
+    return {"subtasks": subtasks}
+
+
+def _tokens(chars: int) -> int:
+    return max(1, math.ceil(chars / 4))
+
+
+def _prompt_chars(prompt: Prompt) -> int:
+    return len(prompt.system) + sum(len(m.content) for m in prompt.messages)
+
+
+def _last_user_text(prompt: Prompt) -> str:
+    return next((m.content for m in reversed(prompt.messages) if m.role == "user"), "")
+
+
+def _echo(prompt: Prompt) -> str:
+    asked = _last_user_text(prompt)
+    if len(asked) > MAX_ECHO_CHARS:
+        asked = asked[:MAX_ECHO_CHARS] + " …"
+    return f"{LABEL} No LLM was called; this is what I was asked:\n{asked}"
+
+
+def _max_items(schema: Mapping[str, Any]) -> int:
+    subtasks = schema.get("properties", {}).get("subtasks", {})
+    return int(subtasks.get("maxItems", 8))
+
+
+class OfflineProvider:
+    name = "offline"
+
+    def __init__(self, latency_ms: int = 0) -> None:
+        self._latency_s = latency_ms / 1000
+
+    def _usage(self, prompt: Prompt, output: str) -> TokenUsage:
+        return TokenUsage(
+            model=OFFLINE_MODEL, input_tokens=_tokens(_prompt_chars(prompt)), output_tokens=_tokens(len(output))
+        )
+
+    async def complete(self, prompt: Prompt) -> Completion:
+        await asyncio.sleep(self._latency_s)
+        text = _echo(prompt)
+        return Completion(text=text, usage=self._usage(prompt, text))
+
+    async def stream(self, prompt: Prompt) -> AsyncIterator[StreamItem]:
+        text = _echo(prompt)
+        pieces = re.findall(r"\S+\s*|\s+", text)
+        # Half the latency before the first token, the rest spread over the pieces, like a real model.
+        # Sleeping towards fixed instants keeps the total at the latency however slow each yield is.
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        per_piece = self._latency_s / 2 / max(1, len(pieces))
+        for index, piece in enumerate(pieces):
+            await asyncio.sleep(max(0.0, start + self._latency_s / 2 + index * per_piece - loop.time()))
+            yield TextDelta(piece)
+        await asyncio.sleep(max(0.0, start + self._latency_s - loop.time()))
+        yield StreamDone(self._usage(prompt, text))
+
+    async def call_tool(self, prompt: Prompt, tool: Tool) -> ToolCall:
+        await asyncio.sleep(self._latency_s)
+        if tool.name != "plan":
+            raise InvalidResponse(f"the offline demo model can only call the 'plan' tool, not {tool.name!r}")
+        plan = offline_plan(_last_user_text(prompt), _max_items(tool.input_schema))
+        return ToolCall(input=plan, usage=self._usage(prompt, str(plan)))
+
+    async def aclose(self) -> None:
+        return None

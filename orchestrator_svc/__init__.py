@@ -1,0 +1,1 @@
+"""The orchestrator service: plans a request, runs the plan on workers, relays the synthesis."""

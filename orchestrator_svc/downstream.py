@@ -1,0 +1,61 @@
+"""The orchestrator's clients of the worker and synthesizer: one channel each, and their health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from agentmesh.rpc.channel import create_channel
+from agentmesh.v1 import synthesizer_pb2, synthesizer_pb2_grpc, worker_pb2, worker_pb2_grpc
+from orchestrator_svc.settings import OrchestratorSettings
+
+logger = logging.getLogger(__name__)
+
+WORKER_SERVICE = worker_pb2.DESCRIPTOR.services_by_name["Worker"].full_name
+SYNTHESIZER_SERVICE = synthesizer_pb2.DESCRIPTOR.services_by_name["Synthesizer"].full_name
+
+
+class Downstream:
+    """Long-lived channels to the worker and synthesizer services, shared by every run."""
+
+    def __init__(self, settings: OrchestratorSettings) -> None:
+        # Execute is idempotent, so its channel may retry UNAVAILABLE on another replica.
+        self._worker_channel = create_channel(settings.worker_target, WORKER_SERVICE, retry_unavailable=True)
+        self._synthesizer_channel = create_channel(settings.synthesizer_target, SYNTHESIZER_SERVICE)
+        self.worker = worker_pb2_grpc.WorkerStub(self._worker_channel)
+        self.synthesizer = synthesizer_pb2_grpc.SynthesizerStub(self._synthesizer_channel)
+        self._poll_interval = settings.health_poll_interval
+
+    async def _serving(self, channel: grpc.aio.Channel, service: str) -> bool:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=self._poll_interval)
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def all_serving(self) -> bool:
+        worker, synthesizer = await asyncio.gather(
+            self._serving(self._worker_channel, WORKER_SERVICE),
+            self._serving(self._synthesizer_channel, SYNTHESIZER_SERVICE),
+        )
+        return worker and synthesizer
+
+    async def watch(self, on_change: Callable[[bool], Awaitable[None]]) -> None:
+        """Polls downstream health until cancelled, reporting each change (and the first reading)."""
+        last: bool | None = None
+        while True:
+            serving = await self.all_serving()
+            if serving != last:
+                logger.info("downstream %s", "serving" if serving else "not serving")
+                await on_change(serving)
+                last = serving
+            await asyncio.sleep(self._poll_interval)
+
+    async def close(self) -> None:
+        await self._worker_channel.close()
+        await self._synthesizer_channel.close()

@@ -1,0 +1,164 @@
+"""Planning: the forced ``plan`` tool, the prompt that asks for it, and validation of what comes back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentmesh.llm.provider import Message, Prompt, Role, Tool
+from agentmesh.rpc.errors import InvalidInput
+from agentmesh.v1 import common_pb2
+
+SYSTEM = (
+    "You are the planner of a team of AI agents. Split the user's latest request into independent "
+    "subtasks that workers can do in parallel; use depends_on only when a subtask truly needs another's "
+    "output. Each instruction must be self-contained. Use as few subtasks as the request needs: a simple "
+    "request is one subtask. Always answer by calling the plan tool."
+)
+MAX_ID_CHARS = 64
+
+
+class PlanError(ValueError):
+    """The model's plan cannot be run as given; the message says why."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    subtasks: list[common_pb2.Subtask]
+    fallback_reason: str = ""
+
+
+def plan_tool(max_subtasks: int) -> Tool:
+    subtask_schema = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "description": "short unique id, e.g. t1"},
+            "title": {"type": "string", "description": "a few words, shown to the user as progress"},
+            "instruction": {"type": "string", "description": "what the worker must do, self-contained"},
+            "depends_on": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "ids of subtasks whose output this one needs",
+            },
+        },
+        "required": ["id", "title", "instruction", "depends_on"],
+    }
+    return Tool(
+        name="plan",
+        description="Submit the plan: the subtasks to run to answer the user's request.",
+        input_schema={
+            "type": "object",
+            "properties": {
+                "subtasks": {"type": "array", "items": subtask_schema, "minItems": 1, "maxItems": max_subtasks}
+            },
+            "required": ["subtasks"],
+        },
+    )
+
+
+def request_messages(chat: Sequence[common_pb2.ChatMessage]) -> tuple[str, list[Message]]:
+    """System text and the conversation as alternating turns ending with the user's request."""
+    system = "\n\n".join(m.content for m in chat if m.role == "system" and m.content.strip())
+    turns: list[Message] = []
+    for message in chat:
+        if message.role not in ("user", "assistant") or not message.content.strip():
+            continue
+        role: Role = "user" if message.role == "user" else "assistant"
+        if turns and turns[-1].role == role:
+            turns[-1] = Message(role=role, content=f"{turns[-1].content}\n\n{message.content}")
+        else:
+            turns.append(Message(role=role, content=message.content))
+    if not turns or turns[-1].role != "user":
+        raise InvalidInput("messages must end with a non-empty user message: there is no request to answer")
+    if turns[0].role != "user":
+        turns.insert(0, Message(role="user", content="(conversation start)"))
+    return system, turns
+
+
+def objective_text(chat: Sequence[common_pb2.ChatMessage]) -> str:
+    """The request as workers and the synthesizer see it: the last user turn, with earlier turns as context."""
+    system, turns = request_messages(chat)
+    request = turns[-1].content
+    earlier = [f"{t.role}: {t.content}" for t in turns[:-1] if t.content != "(conversation start)"]
+    parts = []
+    if system:
+        parts.append(f"Instructions from the user's system prompt:\n{system}")
+    if earlier:
+        parts.append("Conversation so far:\n" + "\n".join(earlier))
+    parts.append(request if not parts else f"The request:\n{request}")
+    return "\n\n".join(parts)
+
+
+def planning_prompt(chat: Sequence[common_pb2.ChatMessage], model: str, max_tokens: int) -> Prompt:
+    system, turns = request_messages(chat)
+    full_system = SYSTEM if not system else f"{SYSTEM}\n\nThe user's own instructions:\n{system}"
+    return Prompt(model=model, system=full_system, messages=turns, max_tokens=max_tokens)
+
+
+def _subtask(raw: Any, index: int) -> common_pb2.Subtask:
+    if not isinstance(raw, Mapping):
+        raise PlanError(f"subtask {index} is not an object")
+    sid, instruction = raw.get("id"), raw.get("instruction")
+    if not isinstance(sid, str) or not sid.strip() or len(sid) > MAX_ID_CHARS:
+        raise PlanError(f"subtask {index} has no usable id")
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise PlanError(f"subtask {sid!r} has no instruction")
+    title = raw.get("title")
+    deps = raw.get("depends_on") or []
+    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        raise PlanError(f"subtask {sid!r} has a depends_on that is not a list of ids")
+    return common_pb2.Subtask(
+        id=sid.strip(),
+        title=title.strip() if isinstance(title, str) and title.strip() else instruction.strip()[:60],
+        instruction=instruction.strip(),
+        depends_on=list(dict.fromkeys(d.strip() for d in deps)),
+    )
+
+
+def _check_graph(subtasks: Sequence[common_pb2.Subtask]) -> None:
+    ids = [s.id for s in subtasks]
+    if len(set(ids)) != len(ids):
+        raise PlanError("subtask ids are not unique")
+    known = set(ids)
+    for s in subtasks:
+        unknown = [d for d in s.depends_on if d not in known]
+        if unknown:
+            raise PlanError(f"subtask {s.id!r} depends on unknown {', '.join(unknown)}")
+        if s.id in s.depends_on:
+            raise PlanError(f"subtask {s.id!r} depends on itself")
+    remaining = {s.id: set(s.depends_on) for s in subtasks}
+    while remaining:
+        ready = [sid for sid, deps in remaining.items() if not deps]
+        if not ready:
+            raise PlanError(f"dependency cycle among {', '.join(sorted(remaining))}")
+        for sid in ready:
+            del remaining[sid]
+        for deps in remaining.values():
+            deps.difference_update(ready)
+
+
+def validate_plan(raw: Mapping[str, Any], max_subtasks: int) -> list[common_pb2.Subtask]:
+    items = raw.get("subtasks")
+    if not isinstance(items, list) or not items:
+        raise PlanError("the plan has no subtasks")
+    if len(items) > max_subtasks:
+        raise PlanError(f"the plan has {len(items)} subtasks, more than MAX_SUBTASKS={max_subtasks}")
+    subtasks = [_subtask(item, index) for index, item in enumerate(items, start=1)]
+    _check_graph(subtasks)
+    return subtasks
+
+
+def fallback_plan(objective: str, reason: str) -> Plan:
+    """One subtask that does the whole request: always runnable."""
+    return Plan(
+        subtasks=[common_pb2.Subtask(id="t1", title="Answer the request", instruction=objective)],
+        fallback_reason=reason,
+    )
+
+
+def plan_from_tool_input(raw: Mapping[str, Any], objective: str, max_subtasks: int) -> Plan:
+    try:
+        return Plan(subtasks=validate_plan(raw, max_subtasks))
+    except PlanError as exc:
+        return fallback_plan(objective, f"unusable plan: {exc}")

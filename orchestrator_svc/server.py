@@ -1,0 +1,40 @@
+"""Builds the orchestrator's gRPC server; it reports SERVING only while its worker and synthesizer do."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import grpc
+
+from agentmesh.llm.provider import LLMProvider
+from agentmesh.rpc.server import GrpcServer, start_grpc_server
+from agentmesh.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from orchestrator_svc.downstream import Downstream
+from orchestrator_svc.servicer import OrchestratorServicer
+from orchestrator_svc.settings import OrchestratorSettings
+
+SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["Orchestrator"].full_name
+
+
+async def start_orchestrator(
+    settings: OrchestratorSettings, provider: LLMProvider, listen: str | None = None
+) -> GrpcServer:
+    downstream = Downstream(settings)
+
+    def register(server: grpc.aio.Server) -> None:
+        orchestrator_pb2_grpc.add_OrchestratorServicer_to_server(
+            OrchestratorServicer(provider, downstream, settings), server
+        )
+
+    running = await start_grpc_server(listen or settings.grpc_listen, register, [SERVICE_NAME], serving=False)
+    watcher = asyncio.create_task(downstream.watch(running.set_serving))
+
+    async def stop_watching() -> None:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await downstream.close()
+
+    running.on_close.append(stop_watching)
+    return running

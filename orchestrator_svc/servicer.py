@@ -1,0 +1,133 @@
+"""Orchestrator.Run: plan, run the plan on workers, relay the synthesis, report the cost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from agentmesh.llm.provider import InvalidResponse, LLMProvider, ProviderError
+from agentmesh.rpc.deadline import phase_budget
+from agentmesh.rpc.errors import PhaseFailed, status_for
+from agentmesh.usage import summarize, usage_message
+from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc, synthesizer_pb2, worker_pb2
+from orchestrator_svc.downstream import Downstream
+from orchestrator_svc.planner import (
+    Plan,
+    fallback_plan,
+    objective_text,
+    plan_from_tool_input,
+    plan_tool,
+    planning_prompt,
+)
+from orchestrator_svc.scheduler import CoordinationTimeout, Execute, Scheduler, SubtaskFailed
+from orchestrator_svc.settings import OrchestratorSettings
+
+logger = logging.getLogger(__name__)
+
+RunContext = grpc.aio.ServicerContext[orchestrator_pb2.RunRequest, orchestrator_pb2.RunEvent]
+
+
+class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
+    def __init__(self, provider: LLMProvider, downstream: Downstream, settings: OrchestratorSettings) -> None:
+        self._provider = provider
+        self._downstream = downstream
+        self._settings = settings
+
+    async def Run(
+        self, request: orchestrator_pb2.RunRequest, context: RunContext
+    ) -> AsyncIterator[orchestrator_pb2.RunEvent]:
+        objective = objective_text(request.messages)
+        plan, plan_usage = await self._plan(request, objective, context)
+        usages = [plan_usage] if plan_usage is not None else []
+        yield orchestrator_pb2.RunEvent(
+            plan=orchestrator_pb2.Plan(
+                subtasks=plan.subtasks,
+                fallback=bool(plan.fallback_reason),
+                fallback_reason=plan.fallback_reason,
+                usage=plan_usage,
+            )
+        )
+        scheduler = Scheduler(plan.subtasks, self._executor(objective, context), fail_fast=self._settings.fail_fast)
+        try:
+            budget = phase_budget(self._settings.worker_coordination_timeout, context)
+            async with contextlib.aclosing(scheduler.run(budget)) as events:
+                async for event in events:
+                    if event.subtask_finished.HasField("usage"):
+                        usages.append(event.subtask_finished.usage)
+                    yield event
+        except CoordinationTimeout as exc:
+            raise PhaseFailed(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc)) from None
+        except SubtaskFailed as exc:  # only with FAIL_FAST
+            raise PhaseFailed(grpc.StatusCode[exc.status], f"subtask failed (FAIL_FAST is on): {exc}") from None
+        if len(scheduler.failures) == len(plan.subtasks):
+            first = next(iter(scheduler.failures.values()))
+            details = "; ".join(f"{sid}: {failure}" for sid, failure in scheduler.failures.items())
+            raise PhaseFailed(grpc.StatusCode[first.status], f"every subtask failed: {details}")
+        synthesis = synthesizer_pb2.SynthesizeRequest(
+            objective=objective,
+            subtasks=plan.subtasks,
+            results=[scheduler.results[s.id] for s in plan.subtasks],
+            max_output_tokens=request.max_output_tokens,
+        )
+        async for event in self._synthesize(synthesis, usages, context):
+            yield event
+        yield orchestrator_pb2.RunEvent(usage=summarize(usages))
+
+    async def _plan(
+        self, request: orchestrator_pb2.RunRequest, objective: str, context: RunContext
+    ) -> tuple[Plan, common_pb2.Usage | None]:
+        settings = self._settings
+        prompt = planning_prompt(request.messages, settings.orchestrator_model, settings.orchestrator_max_tokens)
+        budget = phase_budget(settings.planning_timeout, context)
+        try:
+            async with asyncio.timeout(budget):
+                call = await self._provider.call_tool(prompt, plan_tool(settings.max_subtasks))
+        except TimeoutError:
+            raise PhaseFailed(grpc.StatusCode.DEADLINE_EXCEEDED, f"planning timed out after {budget:g} s") from None
+        except InvalidResponse as exc:
+            logger.warning("planner gave no usable plan, falling back", extra={"reason": str(exc)})
+            return fallback_plan(objective, f"the planner gave no plan: {exc}"), None
+        except ProviderError as exc:
+            code, message = status_for(exc)
+            raise PhaseFailed(code, f"planning failed: {message}") from None
+        plan = plan_from_tool_input(call.input, objective, settings.max_subtasks)
+        if plan.fallback_reason:
+            logger.warning("plan rejected, falling back", extra={"reason": plan.fallback_reason})
+        logger.info("planned", extra={"subtasks": len(plan.subtasks)})
+        return plan, usage_message("orchestrator", call.usage)
+
+    def _executor(self, objective: str, context: RunContext) -> Execute:
+        async def execute(
+            subtask: common_pb2.Subtask, deps: list[common_pb2.SubtaskResult]
+        ) -> common_pb2.SubtaskResult:
+            timeout = phase_budget(self._settings.worker_coordination_timeout, context)
+            request = worker_pb2.ExecuteRequest(objective=objective, subtask=subtask, dependencies=deps)
+            try:
+                response = await self._downstream.worker.Execute(request, timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                raise SubtaskFailed(f"{exc.code().name}: {exc.details()}", exc.code().name) from None
+            return response.result
+
+        return execute
+
+    async def _synthesize(
+        self, request: synthesizer_pb2.SynthesizeRequest, usages: list[common_pb2.Usage], context: RunContext
+    ) -> AsyncIterator[orchestrator_pb2.RunEvent]:
+        budget = phase_budget(self._settings.synthesis_timeout, context)
+        call = self._downstream.synthesizer.Synthesize(request, timeout=budget)
+        try:
+            async for chunk in call:
+                if chunk.HasField("usage"):
+                    usages.append(chunk.usage)
+                else:
+                    yield orchestrator_pb2.RunEvent(text_delta=chunk.text_delta)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise PhaseFailed(exc.code(), f"synthesis timed out after {budget:g} s") from None
+            raise PhaseFailed(exc.code(), f"synthesis failed: {exc.details()}") from None
+        finally:
+            call.cancel()

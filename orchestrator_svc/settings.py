@@ -1,0 +1,21 @@
+"""Orchestrator configuration, from the environment."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from agentmesh.settings import DEFAULT_ORCHESTRATOR_MODEL, GrpcServiceSettings
+
+
+class OrchestratorSettings(GrpcServiceSettings):
+    grpc_listen: str = "[::]:50051"
+    worker_target: str = "localhost:50052"
+    synthesizer_target: str = "localhost:50053"
+    orchestrator_model: str = DEFAULT_ORCHESTRATOR_MODEL
+    orchestrator_max_tokens: int = Field(default=2048, ge=1, le=64_000)
+    max_subtasks: int = Field(default=8, ge=1, le=64)
+    planning_timeout: float = Field(default=30.0, gt=0, description="seconds")
+    worker_coordination_timeout: float = Field(default=45.0, gt=0, description="seconds")
+    synthesis_timeout: float = Field(default=30.0, gt=0, description="seconds")
+    fail_fast: bool = False
+    health_poll_interval: float = Field(default=2.0, gt=0, description="seconds between downstream health checks")

@@ -1,0 +1,1 @@
+"""The synthesizer service: streams the final answer from every subtask's result."""

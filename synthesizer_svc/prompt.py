@@ -1,0 +1,35 @@
+"""The synthesizer's prompt: the request, then each subtask's result or the fact that it is missing."""
+
+from __future__ import annotations
+
+from agentmesh.llm.provider import Message, Prompt
+from agentmesh.rpc.errors import InvalidInput
+from agentmesh.v1 import synthesizer_pb2
+
+SYSTEM = (
+    "You write the final answer to a user's request from the results of subtasks that other agents "
+    "completed. Answer the request directly, as one coherent response in the user's language; do not "
+    "mention subtasks, agents or this process. If a part is marked missing, answer what you can and "
+    "say plainly which part could not be completed."
+)
+
+
+def build_prompt(request: synthesizer_pb2.SynthesizeRequest, model: str, default_max_tokens: int) -> Prompt:
+    if not request.objective.strip():
+        raise InvalidInput("objective is empty: the synthesizer needs the user's request")
+    results = {result.subtask_id: result for result in request.results}
+    parts = [f"The request:\n{request.objective}"]
+    for subtask in request.subtasks:
+        result = results.get(subtask.id)
+        if result is None:
+            parts.append(f"[{subtask.id}] {subtask.title} — MISSING: this subtask did not run.")
+        elif result.error:
+            parts.append(f"[{subtask.id}] {subtask.title} — MISSING: it failed ({result.error}).")
+        else:
+            parts.append(f"[{subtask.id}] {subtask.title}\n{result.output}")
+    return Prompt(
+        model=model,
+        system=SYSTEM,
+        messages=[Message(role="user", content="\n\n".join(parts))],
+        max_tokens=request.max_output_tokens or default_max_tokens,
+    )

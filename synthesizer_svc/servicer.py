@@ -1,0 +1,31 @@
+"""Synthesizer.Synthesize: relays the model's stream as text deltas, then one usage chunk."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from agentmesh.llm.provider import LLMProvider, StreamDone, TextDelta
+from agentmesh.usage import usage_message
+from agentmesh.v1 import synthesizer_pb2, synthesizer_pb2_grpc
+from synthesizer_svc.prompt import build_prompt
+from synthesizer_svc.settings import SynthesizerSettings
+
+
+class SynthesizerServicer(synthesizer_pb2_grpc.SynthesizerServicer):
+    def __init__(self, provider: LLMProvider, settings: SynthesizerSettings) -> None:
+        self._provider = provider
+        self._settings = settings
+
+    async def Synthesize(
+        self,
+        request: synthesizer_pb2.SynthesizeRequest,
+        context: grpc.aio.ServicerContext[synthesizer_pb2.SynthesizeRequest, synthesizer_pb2.SynthesizeChunk],
+    ) -> AsyncIterator[synthesizer_pb2.SynthesizeChunk]:
+        prompt = build_prompt(request, self._settings.synthesizer_model, self._settings.synthesizer_max_tokens)
+        async for item in self._provider.stream(prompt):
+            if isinstance(item, TextDelta):
+                yield synthesizer_pb2.SynthesizeChunk(text_delta=item.text)
+            elif isinstance(item, StreamDone):
+                yield synthesizer_pb2.SynthesizeChunk(usage=usage_message("synthesizer", item.usage))

@@ -1,0 +1,13 @@
+"""Synthesizer configuration, from the environment."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from agentmesh.settings import DEFAULT_WORKER_MODEL, GrpcServiceSettings
+
+
+class SynthesizerSettings(GrpcServiceSettings):
+    grpc_listen: str = "[::]:50053"
+    synthesizer_model: str = DEFAULT_WORKER_MODEL
+    synthesizer_max_tokens: int = Field(default=4096, ge=1, le=64_000)

@@ -1,0 +1,1 @@
+"""The worker service: runs one subtask with one LLM call."""

@@ -1,0 +1,13 @@
+"""Worker configuration, from the environment."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from agentmesh.settings import DEFAULT_WORKER_MODEL, GrpcServiceSettings
+
+
+class WorkerSettings(GrpcServiceSettings):
+    grpc_listen: str = "[::]:50052"
+    worker_model: str = DEFAULT_WORKER_MODEL
+    worker_max_tokens: int = Field(default=2048, ge=1, le=64_000)
