@@ -1,0 +1,53 @@
+"""The offline demo model: labelled, deterministic, plans by splitting the request."""
+
+from __future__ import annotations
+
+from agentmesh.llm.offline import LABEL, OfflineProvider, offline_plan, split_request
+from agentmesh.llm.pricing import OFFLINE_MODEL
+from agentmesh.llm.provider import Message, Prompt, StreamDone, TextDelta
+from orchestrator_svc.planner import plan_tool, validate_plan
+
+
+def _prompt(text: str) -> Prompt:
+    return Prompt(model="any", system="sys", messages=[Message(role="user", content=text)], max_tokens=100)
+
+
+def test_requests_split_into_lines_or_questions() -> None:
+    assert split_request("- first\n\n2. second\n* third") == ["first", "second", "third"]
+    assert split_request("What is A? What is B?") == ["What is A?", "What is B?"]
+    assert split_request("Explain X. Be brief.") == ["Explain X. Be brief."]
+
+
+def test_then_makes_a_part_depend_on_the_previous_one_and_the_cap_merges_the_tail() -> None:
+    plan = offline_plan("a\nthen b\nc\nd", max_items=3)
+    subtasks = plan["subtasks"]
+    assert [s["depends_on"] for s in subtasks] == [[], ["t1"], []]
+    assert subtasks[2]["instruction"] == "c\nd"
+
+
+def test_offline_plan_passes_the_orchestrators_validation() -> None:
+    raw = offline_plan("\n".join(f"line {i}" for i in range(40)), max_items=32)
+    assert len(validate_plan(raw, max_subtasks=32)) == 32
+
+
+async def test_answers_are_labelled_and_deterministic() -> None:
+    provider = OfflineProvider()
+    first = await provider.complete(_prompt("hello"))
+    second = await provider.complete(_prompt("hello"))
+    assert first == second
+    assert first.text.startswith(LABEL) and "hello" in first.text
+    assert first.usage.model == OFFLINE_MODEL and first.usage.input_tokens > 0
+
+
+async def test_stream_is_the_same_text_in_pieces_then_usage() -> None:
+    provider = OfflineProvider()
+    items = [item async for item in provider.stream(_prompt("a b c d"))]
+    assert isinstance(items[-1], StreamDone)
+    deltas = [i.text for i in items[:-1] if isinstance(i, TextDelta)]
+    assert len(deltas) == len(items) - 1 > 3
+    assert "".join(deltas) == (await provider.complete(_prompt("a b c d"))).text
+
+
+async def test_plan_tool_call_uses_the_schema_cap() -> None:
+    call = await OfflineProvider().call_tool(_prompt("a\nb\nc"), plan_tool(2))
+    assert [s["id"] for s in call.input["subtasks"]] == ["t1", "t2"]

@@ -1,0 +1,49 @@
+"""Pricing and the run's usage summary: what the user is told a request cost."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentmesh.llm.pricing import cost_usd, price_for
+from agentmesh.llm.provider import TokenUsage
+from agentmesh.usage import summarize, usage_message
+
+
+def test_dated_model_ids_find_their_family_price() -> None:
+    assert price_for("claude-haiku-4-5-20251001") == price_for("claude-haiku-4-5")
+    assert price_for("claude-haiku-4-5") is not None
+
+
+def test_cache_tokens_are_priced_by_class() -> None:
+    usage = TokenUsage(
+        model="claude-sonnet-4-5-20250929",
+        input_tokens=1_000_000,
+        output_tokens=1_000_000,
+        cache_creation_input_tokens=1_000_000,
+        cache_read_input_tokens=1_000_000,
+    )
+    # $3 input + $15 output + 1.25 x $3 cache write + 0.1 x $3 cache read
+    assert cost_usd(usage) == pytest.approx(3 + 15 + 3.75 + 0.3)
+
+
+def test_an_unknown_model_is_unpriced_not_free() -> None:
+    message = usage_message("worker", TokenUsage(model="mystery-model", input_tokens=10, output_tokens=5))
+    assert message.priced is False
+    summary = summarize([message, usage_message("worker", TokenUsage(model="claude-haiku-4-5", input_tokens=10))])
+    assert summary.fully_priced is False
+
+
+def test_summary_merges_per_agent_and_model_in_pipeline_order() -> None:
+    haiku = "claude-haiku-4-5-20251001"
+    usages = [
+        usage_message("synthesizer", TokenUsage(model=haiku, input_tokens=100, output_tokens=50)),
+        usage_message("worker", TokenUsage(model=haiku, input_tokens=10, output_tokens=1)),
+        usage_message("worker", TokenUsage(model=haiku, input_tokens=20, output_tokens=2, cache_read_input_tokens=5)),
+        usage_message("orchestrator", TokenUsage(model="claude-sonnet-4-5-20250929", input_tokens=7, output_tokens=3)),
+    ]
+    summary = summarize(usages)
+    assert [(u.agent, u.calls) for u in summary.by_agent] == [("orchestrator", 1), ("worker", 2), ("synthesizer", 1)]
+    assert summary.input_tokens == 100 + 10 + 20 + 5 + 7
+    assert summary.output_tokens == 50 + 1 + 2 + 3
+    assert summary.cost_usd == pytest.approx(sum(u.cost_usd for u in usages))
+    assert summary.fully_priced
