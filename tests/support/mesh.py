@@ -33,11 +33,11 @@ class Mesh:
         return f"127.0.0.1:{server.port}"
 
 
-async def wait_serving(address: str, service: str = "", timeout: float = 20.0) -> None:
+async def wait_serving(address: str, service: str = "", within_s: float = 20.0) -> None:
     """Follows Health.Watch until the service says SERVING; no polling sleeps."""
     async with grpc.aio.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within_s):
             async for reply in stub.Watch(health_pb2.HealthCheckRequest(service=service)):
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return

@@ -105,7 +105,7 @@ async def test_fail_fast_raises_and_cancels_what_is_still_running() -> None:
 async def test_coordination_timeout_names_the_phase_and_cancels_the_work() -> None:
     recorder = Recorder()
     scheduler = Scheduler([_subtask("a"), _subtask("b")], recorder)
-    with pytest.raises(CoordinationTimeout, match="worker coordination timed out after 0.05 s with 2 of 2"):
+    with pytest.raises(CoordinationTimeout, match=r"worker coordination timed out after 0\.05 s with 2 of 2"):
         async for _ in scheduler.run(timeout_s=0.05):
             pass
     assert recorder.cancelled == {"a", "b"}
