@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -11,6 +13,8 @@ from agentmesh.usage import usage_message
 from agentmesh.v1 import synthesizer_pb2, synthesizer_pb2_grpc
 from synthesizer_svc.prompt import build_prompt
 from synthesizer_svc.settings import SynthesizerSettings
+
+logger = logging.getLogger(__name__)
 
 
 class SynthesizerServicer(synthesizer_pb2_grpc.SynthesizerServicer):
@@ -24,8 +28,18 @@ class SynthesizerServicer(synthesizer_pb2_grpc.SynthesizerServicer):
         context: grpc.aio.ServicerContext[synthesizer_pb2.SynthesizeRequest, synthesizer_pb2.SynthesizeChunk],
     ) -> AsyncIterator[synthesizer_pb2.SynthesizeChunk]:
         prompt = build_prompt(request, self._settings.synthesizer_model, self._settings.synthesizer_max_tokens)
+        started = time.monotonic()
         async for item in self._provider.stream(prompt):
             if isinstance(item, TextDelta):
                 yield synthesizer_pb2.SynthesizeChunk(text_delta=item.text)
             elif isinstance(item, StreamDone):
+                logger.info(
+                    "synthesis done",
+                    extra={
+                        "duration_ms": int((time.monotonic() - started) * 1000),
+                        "model": item.usage.model,
+                        "results": len(request.results),
+                        "failed": sum(1 for r in request.results if r.error),
+                    },
+                )
                 yield synthesizer_pb2.SynthesizeChunk(usage=usage_message("synthesizer", item.usage))

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from agentmesh.llm.factory import create_provider
 from agentmesh.llm.provider import LLMProvider
 from agentmesh.logging import configure_logging
 from agentmesh.rpc.interceptors import ServerInterceptor
 from agentmesh.rpc.options import SERVER_OPTIONS
+from agentmesh.rpc.reflection import enable_reflection
 from agentmesh.settings import CommonSettings
 
 logger = logging.getLogger(__name__)
@@ -61,10 +61,7 @@ async def start_grpc_server(
     register(server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-        server,
-    )
+    enable_reflection(server, [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
     port = server.add_insecure_port(listen)
     if port == 0:
         raise RuntimeError(f"could not bind gRPC listen address {listen!r}")

@@ -1,0 +1,40 @@
+"""Per-request access to what the app holds: its settings and the orchestrator client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gateway.orchestrator_client import OrchestratorClient
+from gateway.settings import GatewaySettings
+
+
+@dataclass
+class GatewayState:
+    settings: GatewaySettings
+    started_at: int
+    # Set by the app's lifespan for as long as the app runs.
+    orchestrator: OrchestratorClient | None = None
+
+
+async def _state(request: Request) -> GatewayState:
+    state = request.app.state.gateway
+    assert isinstance(state, GatewayState)
+    return state
+
+
+async def _settings(state: Annotated[GatewayState, Depends(_state)]) -> GatewaySettings:
+    return state.settings
+
+
+async def _orchestrator(state: Annotated[GatewayState, Depends(_state)]) -> OrchestratorClient:
+    if state.orchestrator is None:
+        raise RuntimeError("the orchestrator client exists only while the app's lifespan runs")
+    return state.orchestrator
+
+
+State = Annotated[GatewayState, Depends(_state)]
+Settings = Annotated[GatewaySettings, Depends(_settings)]
+Orchestrator = Annotated[OrchestratorClient, Depends(_orchestrator)]

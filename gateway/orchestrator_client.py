@@ -1,0 +1,51 @@
+"""The gateway's side of the orchestrator: one Run call per request, and readiness via grpc.health.v1."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from agentmesh.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+
+ORCHESTRATOR_SERVICE: str = orchestrator_pb2.DESCRIPTOR.services_by_name["Orchestrator"].full_name
+READINESS_TIMEOUT_SECONDS = 2.0
+
+
+class RunStream:
+    """One open ``Orchestrator.Run`` call."""
+
+    def __init__(self, call: grpc.aio.UnaryStreamCall[orchestrator_pb2.RunRequest, orchestrator_pb2.RunEvent]) -> None:
+        self._call = call
+
+    async def next_event(self) -> orchestrator_pb2.RunEvent | None:
+        """The next event, or None at the end; a failed call raises ``grpc.aio.AioRpcError``."""
+        event = await self._call.read()
+        if event is grpc.aio.EOF:
+            return None
+        assert isinstance(event, orchestrator_pb2.RunEvent)
+        return event
+
+    def cancel(self) -> None:
+        """Cancels the call (a no-op once it has ended); the orchestrator then cancels its workers."""
+        self._call.cancel()
+
+
+class OrchestratorClient:
+    def __init__(self, channel: grpc.aio.Channel, run_timeout: float) -> None:
+        self._run = orchestrator_pb2_grpc.OrchestratorStub(channel).Run
+        self._health = health_pb2_grpc.HealthStub(channel)
+        self._run_timeout = run_timeout
+
+    def run(self, request: orchestrator_pb2.RunRequest) -> RunStream:
+        """Opens the call with the request's deadline; the request id travels in metadata (channel interceptor)."""
+        return RunStream(self._run(request, timeout=self._run_timeout))
+
+    async def ready(self) -> bool:
+        """True when the orchestrator reports SERVING for its service; any failure counts as not ready."""
+        try:
+            response = await self._health.Check(
+                health_pb2.HealthCheckRequest(service=ORCHESTRATOR_SERVICE), timeout=READINESS_TIMEOUT_SECONDS
+            )
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)

@@ -1,0 +1,1 @@
+"""HTTP routes: thin edges that validate, delegate and translate."""

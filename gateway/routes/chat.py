@@ -1,0 +1,126 @@
+"""POST /v1/chat/completions: validate, open Orchestrator.Run, relay its events as OpenAI chunks or one completion."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable
+from typing import Any, TypeVar
+
+import grpc
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from agentmesh.request_context import current_request_id, new_request_id
+from agentmesh.v1 import orchestrator_pb2
+from gateway import sse, translate
+from gateway.auth import CurrentPrincipal
+from gateway.dependencies import Orchestrator, Settings
+from gateway.errors import CLIENT_CLOSED_REQUEST, ApiError, rpc_error
+from gateway.orchestrator_client import RunStream
+from gateway.protocol import ChatCompletion, ChatCompletionRequest, ErrorResponse
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["openai"])
+T = TypeVar("T")
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 429, 502, 503, 504)
+}
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletion, responses=_ERRORS)
+async def create_chat_completion(
+    body: ChatCompletionRequest, request: Request, _: CurrentPrincipal, settings: Settings, orchestrator: Orchestrator
+) -> Response:
+    if body.model != settings.service_model_name:
+        raise ApiError(
+            404,
+            f"The model {body.model!r} does not exist; this service offers {settings.service_model_name!r}",
+            "invalid_request_error",
+            param="model",
+            code="model_not_found",
+        )
+    run_request = translate.to_run_request(body)
+    completion_id = f"chatcmpl-{current_request_id() or new_request_id()}"
+    created = int(time.time())
+    show_progress = settings.stream_progress == "reasoning"
+    stream = orchestrator.run(run_request)
+    try:
+        # Wait for the first event before any status line, so that early failures get a real HTTP status.
+        first = await _unless_disconnected(request, stream.next_event())
+        rest = [] if body.stream or first is None else await _unless_disconnected(request, _rest(stream))
+    except grpc.aio.AioRpcError as exc:
+        raise rpc_error(exc) from None
+    except BaseException:
+        stream.cancel()
+        raise
+    if body.stream:
+        chunks = translate.ChunkStream(completion_id, created, body.model, show_progress, body.include_usage)
+        relay = _relay(stream, first, chunks)
+        return sse.EventStreamResponse(sse.with_keepalive(relay, settings.sse_keepalive_seconds))
+    events = [first, *rest] if first is not None else []
+    result = translate.completion(completion_id, created, body.model, events, show_progress)
+    return JSONResponse(result.model_dump())
+
+
+async def _relay(
+    stream: RunStream, first: orchestrator_pb2.RunEvent | None, chunks: translate.ChunkStream
+) -> AsyncGenerator[bytes, None]:
+    """The SSE body: after the first byte an error becomes one error event, and [DONE] always ends it."""
+    try:
+        for chunk in chunks.start():
+            yield sse.event(chunk)
+        event = first
+        while event is not None:
+            for chunk in chunks.on_event(event):
+                yield sse.event(chunk)
+            event = await stream.next_event()
+        for chunk in chunks.finish():
+            yield sse.event(chunk)
+    except grpc.aio.AioRpcError as exc:
+        yield sse.event(rpc_error(exc).body())
+    except (asyncio.CancelledError, GeneratorExit):
+        logger.info("client closed the stream (499)", extra={"status": CLIENT_CLOSED_REQUEST})
+        raise
+    except Exception:
+        logger.exception("stream failed")
+        yield sse.event(ApiError(500, "internal error while streaming", "server_error").body())
+    finally:
+        stream.cancel()
+    yield sse.DONE
+
+
+async def _rest(stream: RunStream) -> list[orchestrator_pb2.RunEvent]:
+    events = []
+    while (event := await stream.next_event()) is not None:
+        events.append(event)
+    return events
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Awaits ``work`` unless the client goes away first; then cancels it (and so the gRPC call).
+
+    Starlette only notices a disconnect while it streams; before the response starts, this race
+    (vLLM's ``with_cancellation``) is what stops a long run whose client has gone.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.create_task(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+    if task.cancelled():
+        logger.info("client closed the request (499)", extra={"status": CLIENT_CLOSED_REQUEST})
+        raise ApiError(CLIENT_CLOSED_REQUEST, "client closed the request", "request_cancelled")
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read, so the next ASGI message is the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

@@ -1,0 +1,196 @@
+"""Pure translation between OpenAI chat shapes and the orchestrator's RunRequest/RunEvent messages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentmesh.v1 import common_pb2, orchestrator_pb2
+from gateway.protocol import (
+    AgentUsage,
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionRequest,
+    ChatMessageIn,
+    Choice,
+    CompletionUsage,
+)
+
+# OpenAI's "developer" role is the newer name of "system".
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+
+class InvalidRequest(Exception):
+    """The request cannot be served as sent; ``param`` names the offending field (OpenAI style)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+def to_run_request(request: ChatCompletionRequest) -> orchestrator_pb2.RunRequest:
+    if request.n != 1:
+        raise InvalidRequest("n must be 1: the service returns a single choice", "n")
+    messages = [_chat_message(message, index) for index, message in enumerate(request.messages)]
+    if not any(message.role == "user" for message in messages):
+        raise InvalidRequest("messages must contain at least one user message", "messages")
+    max_tokens = request.max_completion_tokens or request.max_tokens or 0
+    return orchestrator_pb2.RunRequest(messages=messages, max_output_tokens=max_tokens)
+
+
+def _chat_message(message: ChatMessageIn, index: int) -> common_pb2.ChatMessage:
+    role = _ROLES.get(message.role)
+    if role is None:
+        raise InvalidRequest(
+            f"messages[{index}]: role {message.role!r} is not supported (use system, developer, user or assistant)",
+            f"messages[{index}].role",
+        )
+    return common_pb2.ChatMessage(role=role, content=_text_of(message, index))
+
+
+def _text_of(message: ChatMessageIn, index: int) -> str:
+    """Flattens string or text-part content; anything but text (images, audio, files) is rejected."""
+    content = message.content
+    if content is None:
+        raise InvalidRequest(f"messages[{index}]: content is required", f"messages[{index}].content")
+    if isinstance(content, str):
+        return content
+    texts = []
+    for part_index, part in enumerate(content):
+        param = f"messages[{index}].content[{part_index}]"
+        if part.type != "text":
+            raise InvalidRequest(f"{param}: content parts of type {part.type!r} are not supported; send text", param)
+        if part.text is None:
+            raise InvalidRequest(f"{param}: a text part needs a 'text' string", param)
+        texts.append(part.text)
+    return "\n".join(texts)
+
+
+def usage_object(summary: orchestrator_pb2.UsageSummary | None) -> CompletionUsage:
+    summary = summary or orchestrator_pb2.UsageSummary()
+    return CompletionUsage(
+        prompt_tokens=summary.input_tokens,
+        completion_tokens=summary.output_tokens,
+        total_tokens=summary.input_tokens + summary.output_tokens,
+        cost_usd=summary.cost_usd if summary.fully_priced else None,
+        agents=[
+            AgentUsage(
+                agent=usage.agent,
+                model=usage.model,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_creation_input_tokens=usage.cache_creation_input_tokens,
+                cache_read_input_tokens=usage.cache_read_input_tokens,
+                cost_usd=usage.cost_usd if usage.priced else None,
+                calls=usage.calls,
+            )
+            for usage in summary.by_agent
+        ],
+    )
+
+
+@dataclass
+class Progress:
+    """Describes plan and subtask events as human-readable progress lines."""
+
+    titles: dict[str, str] = field(default_factory=dict)
+
+    def describe(self, event: orchestrator_pb2.RunEvent) -> str | None:
+        kind = event.WhichOneof("event")
+        if kind == "plan":
+            return self._plan(event.plan)
+        if kind == "subtask_finished":
+            return self._finished(event.subtask_finished)
+        return None
+
+    def _plan(self, plan: orchestrator_pb2.Plan) -> str:
+        self.titles = {subtask.id: subtask.title or subtask.id for subtask in plan.subtasks}
+        count = len(plan.subtasks)
+        lines = [f"Plan: {count} subtask{'' if count == 1 else 's'}"]
+        if plan.fallback:
+            lines[0] += f" (fallback: {plan.fallback_reason or 'the planner gave no usable plan'})"
+        lines += [f"{number}. {subtask.title or subtask.id}" for number, subtask in enumerate(plan.subtasks, 1)]
+        return "\n".join(lines) + "\n"
+
+    def _finished(self, finished: orchestrator_pb2.SubtaskFinished) -> str:
+        title = self.titles.get(finished.subtask_id, finished.subtask_id)
+        if finished.error:
+            return f"✗ {title} failed: {finished.error}\n"
+        return f"✓ {title} done in {finished.duration_ms / 1000:.1f} s\n"
+
+
+@dataclass
+class ChunkStream:
+    """Turns RunEvents into ``chat.completion.chunk`` dicts that share one id and created time."""
+
+    completion_id: str
+    created: int
+    model: str
+    show_progress: bool
+    include_usage: bool
+    progress: Progress = field(default_factory=Progress)
+    usage: orchestrator_pb2.UsageSummary | None = None
+
+    def start(self) -> list[dict[str, Any]]:
+        return [self._chunk({"role": "assistant", "content": ""})]
+
+    def on_event(self, event: orchestrator_pb2.RunEvent) -> list[dict[str, Any]]:
+        kind = event.WhichOneof("event")
+        if kind == "text_delta":
+            return [self._chunk({"content": event.text_delta})] if event.text_delta else []
+        if kind == "usage":
+            self.usage = event.usage
+            return []
+        text = self.progress.describe(event)
+        if text is None or not self.show_progress:
+            return []
+        # Clients read one or the other name; progress never goes into content.
+        return [self._chunk({"reasoning_content": text, "reasoning": text})]
+
+    def finish(self) -> list[dict[str, Any]]:
+        chunks = [self._chunk({}, finish_reason="stop")]
+        if self.include_usage:
+            chunks.append({**self._base(), "choices": [], "usage": usage_object(self.usage).model_dump()})
+        return chunks
+
+    def _chunk(self, delta: dict[str, str], finish_reason: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        return {**self._base(), "choices": [choice], "usage": None}
+
+    def _base(self) -> dict[str, Any]:
+        return {
+            "id": self.completion_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+        }
+
+
+def completion(
+    completion_id: str, created: int, model: str, events: Iterable[orchestrator_pb2.RunEvent], show_progress: bool
+) -> ChatCompletion:
+    """The single ``chat.completion`` for a finished run's events."""
+    progress = Progress()
+    content: list[str] = []
+    reasoning: list[str] = []
+    usage: orchestrator_pb2.UsageSummary | None = None
+    for event in events:
+        kind = event.WhichOneof("event")
+        if kind == "text_delta":
+            content.append(event.text_delta)
+        elif kind == "usage":
+            usage = event.usage
+        elif (text := progress.describe(event)) is not None:
+            reasoning.append(text)
+    message = AssistantMessage(
+        content="".join(content), reasoning_content="".join(reasoning) if show_progress and reasoning else None
+    )
+    return ChatCompletion(
+        id=completion_id,
+        created=created,
+        model=model,
+        choices=[Choice(index=0, message=message, finish_reason="stop")],
+        usage=usage_object(usage),
+    )

@@ -1,0 +1,193 @@
+"""gateway.translate: OpenAI messages -> RunRequest, RunEvents -> chunks and completions (pure, no sockets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agentmesh.v1 import common_pb2, orchestrator_pb2
+from gateway.protocol import ChatCompletionRequest
+from gateway.translate import ChunkStream, InvalidRequest, completion, to_run_request, usage_object
+
+
+def _request(**fields: Any) -> ChatCompletionRequest:
+    return ChatCompletionRequest.model_validate({"model": "agentmesh", **fields})
+
+
+def _plan(*titles: str) -> orchestrator_pb2.RunEvent:
+    subtasks = [common_pb2.Subtask(id=f"t{i}", title=title) for i, title in enumerate(titles, 1)]
+    return orchestrator_pb2.RunEvent(plan=orchestrator_pb2.Plan(subtasks=subtasks))
+
+
+def _usage(*, fully_priced: bool = True) -> orchestrator_pb2.RunEvent:
+    by_agent = [
+        common_pb2.Usage(agent="orchestrator", model="m-big", input_tokens=10, output_tokens=5, cost_usd=0.5,
+                         priced=True, calls=1),
+        common_pb2.Usage(agent="worker", model="m-small", input_tokens=7, output_tokens=3,
+                         cache_creation_input_tokens=2, cache_read_input_tokens=1, cost_usd=0.25,
+                         priced=fully_priced, calls=2),
+    ]  # fmt: skip
+    summary = orchestrator_pb2.UsageSummary(
+        by_agent=by_agent, input_tokens=20, output_tokens=8, cost_usd=0.75, fully_priced=fully_priced
+    )
+    return orchestrator_pb2.RunEvent(usage=summary)
+
+
+def _stream(*, show_progress: bool = True, include_usage: bool = False) -> ChunkStream:
+    return ChunkStream("chatcmpl-r1", 1700000000, "agentmesh", show_progress, include_usage)
+
+
+RUN = [
+    _plan("Research", "Write"),
+    orchestrator_pb2.RunEvent(subtask_started=orchestrator_pb2.SubtaskStarted(subtask_id="t1")),
+    orchestrator_pb2.RunEvent(subtask_finished=orchestrator_pb2.SubtaskFinished(subtask_id="t1", duration_ms=1500)),
+    orchestrator_pb2.RunEvent(subtask_finished=orchestrator_pb2.SubtaskFinished(subtask_id="t2", error="model down")),
+    orchestrator_pb2.RunEvent(text_delta="Hello"),
+    orchestrator_pb2.RunEvent(text_delta=", world"),
+    _usage(),
+]
+
+
+def _all_chunks(stream: ChunkStream) -> list[dict[str, Any]]:
+    chunks = stream.start()
+    for event in RUN:
+        chunks += stream.on_event(event)
+    return chunks + stream.finish()
+
+
+class TestRunRequest:
+    def test_string_and_text_parts_are_flattened(self) -> None:
+        request = _request(
+            messages=[
+                {"role": "developer", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]},
+                {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": "three"},
+            ],
+            max_completion_tokens=64,
+        )
+        run = to_run_request(request)
+        assert [(m.role, m.content) for m in run.messages] == [
+            ("system", "be brief"),
+            ("user", "one\ntwo"),
+            ("assistant", "ok"),
+            ("user", "three"),
+        ]
+        assert run.max_output_tokens == 64
+
+    def test_max_tokens_is_the_fallback_and_zero_means_default(self) -> None:
+        assert (
+            to_run_request(_request(messages=[{"role": "user", "content": "x"}], max_tokens=9)).max_output_tokens == 9
+        )
+        assert to_run_request(_request(messages=[{"role": "user", "content": "x"}])).max_output_tokens == 0
+
+    def test_image_part_is_rejected_with_its_param(self) -> None:
+        parts = [{"type": "text", "text": "see"}, {"type": "image_url", "image_url": {"url": "data:,"}}]
+        request = _request(messages=[{"role": "system", "content": "s"}, {"role": "user", "content": parts}])
+        with pytest.raises(InvalidRequest) as caught:
+            to_run_request(request)
+        assert caught.value.param == "messages[1].content[1]"
+        assert "image_url" in caught.value.message
+
+    @pytest.mark.parametrize("role", ["tool", "function", "robot"])
+    def test_unsupported_roles_are_rejected(self, role: str) -> None:
+        request = _request(messages=[{"role": "user", "content": "x"}, {"role": role, "content": "y"}])
+        with pytest.raises(InvalidRequest) as caught:
+            to_run_request(request)
+        assert caught.value.param == "messages[1].role"
+
+    def test_needs_a_user_message(self) -> None:
+        with pytest.raises(InvalidRequest) as caught:
+            to_run_request(_request(messages=[{"role": "system", "content": "x"}]))
+        assert caught.value.param == "messages"
+
+    def test_n_above_one_is_rejected(self) -> None:
+        with pytest.raises(InvalidRequest) as caught:
+            to_run_request(_request(messages=[{"role": "user", "content": "x"}], n=2))
+        assert caught.value.param == "n"
+
+
+class TestChunks:
+    def test_shared_id_and_created_role_first_finish_last(self) -> None:
+        chunks = _all_chunks(_stream())
+        assert {(c["id"], c["created"], c["object"], c["model"]) for c in chunks} == {
+            ("chatcmpl-r1", 1700000000, "chat.completion.chunk", "agentmesh")
+        }
+        assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+        assert all("role" not in c["choices"][0]["delta"] for c in chunks[1:])
+        assert [c["choices"][0]["finish_reason"] for c in chunks] == [None] * (len(chunks) - 1) + ["stop"]
+        assert all(c["usage"] is None and len(c["choices"]) == 1 for c in chunks)
+
+    def test_progress_goes_to_both_reasoning_keys_never_content(self) -> None:
+        deltas = [c["choices"][0]["delta"] for c in _all_chunks(_stream())]
+        progress = [d for d in deltas if "reasoning_content" in d]
+        assert all(d["reasoning"] == d["reasoning_content"] and "content" not in d for d in progress)
+        text = "".join(d["reasoning_content"] for d in progress)
+        assert "Plan: 2 subtasks\n1. Research\n2. Write\n" in text
+        assert "✓ Research done in 1.5 s" in text
+        assert "✗ Write failed: model down" in text
+        assert "".join(d.get("content", "") for d in deltas) == "Hello, world"
+
+    def test_progress_can_be_turned_off(self) -> None:
+        deltas = [c["choices"][0]["delta"] for c in _all_chunks(_stream(show_progress=False))]
+        assert not [d for d in deltas if "reasoning_content" in d or "reasoning" in d]
+
+    def test_fallback_plan_says_so(self) -> None:
+        event = orchestrator_pb2.RunEvent(
+            plan=orchestrator_pb2.Plan(subtasks=[common_pb2.Subtask(id="t1")], fallback=True, fallback_reason="no")
+        )
+        (chunk,) = _stream().on_event(event)
+        assert chunk["choices"][0]["delta"]["reasoning"] == "Plan: 1 subtask (fallback: no)\n1. t1\n"
+
+    def test_usage_chunk_only_with_include_usage(self) -> None:
+        chunks = _all_chunks(_stream(include_usage=True))
+        usage_chunks = [c for c in chunks if c["usage"] is not None]
+        assert usage_chunks == [chunks[-1]]
+        assert chunks[-1]["choices"] == []
+        assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+        usage = chunks[-1]["usage"]
+        assert (usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]) == (20, 8, 28)
+        assert usage["cost_usd"] == 0.75
+        assert usage["agents"][1] == {
+            "agent": "worker",
+            "model": "m-small",
+            "input_tokens": 7,
+            "output_tokens": 3,
+            "cache_creation_input_tokens": 2,
+            "cache_read_input_tokens": 1,
+            "cost_usd": 0.25,
+            "calls": 2,
+        }
+
+    def test_unpriced_cost_is_null(self) -> None:
+        usage = usage_object(_usage(fully_priced=False).usage)
+        assert usage.cost_usd is None
+        assert [a.cost_usd for a in usage.agents] == [0.5, None]
+
+    def test_usage_chunk_without_a_usage_event_is_zero(self) -> None:
+        stream = _stream(include_usage=True)
+        usage = stream.finish()[-1]["usage"]
+        assert usage == {
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "total_tokens": 0,
+            "cost_usd": None,
+            "agents": [],
+        }
+
+
+class TestCompletion:
+    def test_collects_content_reasoning_and_usage(self) -> None:
+        result = completion("chatcmpl-r1", 1700000000, "agentmesh", RUN, show_progress=True).model_dump()
+        assert result["object"] == "chat.completion"
+        (choice,) = result["choices"]
+        assert choice["message"]["content"] == "Hello, world"
+        assert choice["message"]["role"] == "assistant"
+        assert choice["finish_reason"] == "stop"
+        assert "Plan: 2 subtasks" in choice["message"]["reasoning_content"]
+        assert result["usage"]["total_tokens"] == 28
+
+    def test_no_reasoning_when_progress_is_off(self) -> None:
+        result = completion("chatcmpl-r1", 1, "agentmesh", RUN, show_progress=False)
+        assert result.choices[0].message.reasoning_content is None
