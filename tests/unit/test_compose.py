@@ -1,0 +1,54 @@
+"""docker-compose.yml keeps the properties `docker compose up --scale worker=3` relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+COMPOSE_FILE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict[str, Any]]:
+    document = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    return dict(document["services"])
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str | None]:
+    """Compose accepts both the mapping and the list (``KEY=value``) form."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return {key: value for key, _, value in (item.partition("=") for item in env)}
+    return {key: None if value is None else str(value) for key, value in env.items()}
+
+
+def test_the_four_services_are_defined(services: dict[str, dict[str, Any]]) -> None:
+    assert {"gateway", "orchestrator", "worker", "synthesizer"} <= services.keys()
+
+
+@pytest.mark.parametrize("name", ["orchestrator", "worker", "synthesizer"])
+def test_grpc_services_are_scalable_and_unpublished(services: dict[str, dict[str, Any]], name: str) -> None:
+    assert "container_name" not in services[name], f"{name}: a container_name prevents --scale"
+    assert "ports" not in services[name], f"{name}: a host port prevents --scale; only the gateway publishes one"
+
+
+def test_only_the_gateway_publishes_port_8000(services: dict[str, dict[str, Any]]) -> None:
+    assert any(str(port).split(":")[-2:] == ["8000", "8000"] for port in services["gateway"]["ports"])
+
+
+def test_targets_resolve_every_replica_through_dns(services: dict[str, dict[str, Any]]) -> None:
+    orchestrator = _environment(services["orchestrator"])
+    assert (orchestrator.get("WORKER_TARGET") or "").startswith("dns:///")
+    assert (orchestrator.get("SYNTHESIZER_TARGET") or "").startswith("dns:///")
+    assert (_environment(services["gateway"]).get("ORCHESTRATOR_TARGET") or "").startswith("dns:///")
+
+
+def test_dependencies_wait_for_health(services: dict[str, dict[str, Any]]) -> None:
+    for name in ("gateway", "orchestrator", "worker", "synthesizer"):
+        assert "healthcheck" in services[name], f"{name} has no healthcheck"
+    for name, needs in {"gateway": ["orchestrator"], "orchestrator": ["worker", "synthesizer"]}.items():
+        for dependency in needs:
+            assert services[name]["depends_on"][dependency]["condition"] == "service_healthy"
