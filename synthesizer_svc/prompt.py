@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agentmesh.llm.provider import Message, Prompt
 from agentmesh.rpc.errors import InvalidInput
-from agentmesh.v1 import synthesizer_pb2
+from agentmesh.v1 import common_pb2, synthesizer_pb2
 
 SYSTEM = (
     "You write the final answer to a user's request from the results of subtasks that other agents "
@@ -18,15 +18,21 @@ def build_prompt(request: synthesizer_pb2.SynthesizeRequest, model: str, default
     if not request.objective.strip():
         raise InvalidInput("objective is empty: the synthesizer needs the user's request")
     results = {result.subtask_id: result for result in request.results}
+    # Results whose subtask is not listed still count: a caller may send results alone.
+    planned = {subtask.id for subtask in request.subtasks}
+    subtasks = [
+        *request.subtasks,
+        *(common_pb2.Subtask(id=r.subtask_id) for r in request.results if r.subtask_id not in planned),
+    ]
     parts = [f"The request:\n{request.objective}"]
-    for subtask in request.subtasks:
+    for subtask in subtasks:
         result = results.get(subtask.id)
         if result is None:
             parts.append(f"[{subtask.id}] {subtask.title} — MISSING: this subtask did not run.")
         elif result.error:
             parts.append(f"[{subtask.id}] {subtask.title} — MISSING: it failed ({result.error}).")
         else:
-            parts.append(f"[{subtask.id}] {subtask.title}\n{result.output}")
+            parts.append(f"[{subtask.id}] {subtask.title}".rstrip() + f"\n{result.output}")
     return Prompt(
         model=model,
         system=SYSTEM,

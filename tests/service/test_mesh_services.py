@@ -130,3 +130,12 @@ async def test_orchestrator_is_not_serving_while_its_workers_are_unreachable_and
         assert "every subtask failed" in (failure.value.details() or "")
     finally:
         await orchestrator.stop(grace=1)
+
+
+async def test_synthesizer_uses_results_sent_without_their_subtasks(mesh: Mesh) -> None:
+    request = synthesizer_pb2.SynthesizeRequest(
+        objective="weekend in Lisbon", results=[common_pb2.SubtaskResult(subtask_id="t1", output="About 300 EUR")]
+    )
+    async with grpc.aio.insecure_channel(mesh.address(mesh.synthesizer)) as channel:
+        chunks = [c async for c in synthesizer_pb2_grpc.SynthesizerStub(channel).Synthesize(request, timeout=10)]
+    assert "[t1]\nAbout 300 EUR" in "".join(c.text_delta for c in chunks)
