@@ -10,7 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProviderName = Literal["anthropic", "offline"]
 
-DEFAULT_ORCHESTRATOR_MODEL = "claude-sonnet-4-5-20250929"
+# DESIGN.md named claude-sonnet-4-5-20250929, which the SDK's own table marks end-of-life on 2026-11-30.
+DEFAULT_ORCHESTRATOR_MODEL = "claude-sonnet-4-6"
 DEFAULT_WORKER_MODEL = "claude-haiku-4-5-20251001"
 
 

@@ -11,6 +11,12 @@ def create_provider(settings: CommonSettings) -> LLMProvider:
     if settings.provider == "offline":
         return OfflineProvider(latency_ms=settings.offline_latency_ms)
     from agentmesh.llm.anthropic import AnthropicProvider  # imported lazily: offline runs never load the SDK
+    from agentmesh.llm.retry import RetryPolicy
 
     key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
-    return AnthropicProvider(api_key=key, base_url=settings.anthropic_base_url)
+    retry = RetryPolicy(
+        max_attempts=settings.retry_max_attempts,
+        exponential_multiplier=settings.retry_exponential_multiplier,
+        exponential_max=settings.retry_exponential_max,
+    )
+    return AnthropicProvider(api_key=key, base_url=settings.anthropic_base_url, retry=retry)

@@ -22,6 +22,7 @@ class ModelPrice:
 
 
 DEFAULT_PRICES: Mapping[str, ModelPrice] = {
+    "claude-sonnet-4-6": ModelPrice(3.0, 15.0),
     "claude-sonnet-4-5": ModelPrice(3.0, 15.0),
     "claude-sonnet-4": ModelPrice(3.0, 15.0),
     "claude-haiku-4-5": ModelPrice(1.0, 5.0),

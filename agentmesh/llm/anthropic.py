@@ -1,0 +1,252 @@
+"""The Anthropic Messages API behind ``LLMProvider``, with SDK errors mapped to ours in one place."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import anthropic
+import httpx2
+from anthropic import Omit
+from anthropic.types import (
+    AssistantMessageParam,
+    MessageParam,
+    ToolChoiceParam,
+    ToolUnionParam,
+    Usage,
+    UserMessageParam,
+)
+from anthropic.types import Message as ApiMessage
+
+from agentmesh.llm.provider import (
+    AuthenticationFailed,
+    BadRequest,
+    Completion,
+    InvalidResponse,
+    Message,
+    Prompt,
+    ProviderError,
+    RateLimited,
+    StreamDone,
+    StreamItem,
+    TextDelta,
+    TokenUsage,
+    Tool,
+    ToolCall,
+    Unavailable,
+)
+from agentmesh.llm.retry import RetryPolicy
+from agentmesh.request_context import REQUEST_ID_HEADER, current_request_id
+
+# Per read/write (a stream silent for this long is cut); the per-phase deadlines usually cancel a call first.
+DEFAULT_TIMEOUT_S = 60.0
+CONNECT_TIMEOUT_S = 5.0
+
+# Mid-stream errors arrive on a 200 response; their error type tells what status they stand for.
+_STATUS_OF_ERROR_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+_KEY_LIKE = re.compile(r"sk-ant-[A-Za-z0-9_-]+")
+
+
+class AnthropicProvider:
+    name = "anthropic"
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        """``api_key``/``base_url`` of None let the SDK read ``ANTHROPIC_API_KEY``/``ANTHROPIC_BASE_URL``."""
+        # max_retries=0: our RetryPolicy is the only retry loop (stacked loops multiply calls).
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            timeout=anthropic.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
+        )
+        self._retry = retry or RetryPolicy()
+        url = self._client.base_url
+        self._where = f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")  # no userinfo
+
+    async def complete(self, prompt: Prompt) -> Completion:
+        message = await self._retry.call(lambda: self._create(prompt))
+        text = "".join(block.text for block in message.content if block.type == "text")
+        return Completion(text=text, usage=_usage(message.model, message.usage))
+
+    async def call_tool(self, prompt: Prompt, tool: Tool) -> ToolCall:
+        message = await self._retry.call(lambda: self._create(prompt, tool))
+        for block in message.content:
+            if block.type == "tool_use" and block.name == tool.name:
+                return ToolCall(input=block.input, usage=_usage(message.model, message.usage))
+        raise InvalidResponse(
+            f"{message.model} answered without calling the forced tool {tool.name!r} "
+            f"(stop_reason={message.stop_reason}); max_tokens may be too small for the tool input",
+            details={"stop_reason": message.stop_reason},
+        )
+
+    async def stream(self, prompt: Prompt) -> AsyncIterator[StreamItem]:
+        """Retries only until the first item arrives: a partly streamed answer is never replayed."""
+
+        async def first_item() -> tuple[AsyncGenerator[StreamItem, None], StreamItem]:
+            items = self._stream_once(prompt)
+            try:
+                return items, await anext(items)
+            except BaseException:
+                await items.aclose()
+                raise
+
+        items, first = await self._retry.call(first_item)
+        try:
+            yield first
+            async for item in items:
+                yield item
+        finally:
+            await items.aclose()  # closes the HTTP response when the consumer stops early
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def _create(self, prompt: Prompt, tool: Tool | None = None) -> ApiMessage:
+        tools: list[ToolUnionParam] | Omit = anthropic.omit
+        tool_choice: ToolChoiceParam | Omit = anthropic.omit
+        if tool is not None:
+            tools = [{"name": tool.name, "description": tool.description, "input_schema": dict(tool.input_schema)}]
+            tool_choice = {"type": "tool", "name": tool.name}
+        try:
+            return await self._client.messages.create(
+                model=prompt.model,
+                max_tokens=prompt.max_tokens,
+                messages=_messages(prompt),
+                system=prompt.system or anthropic.omit,
+                tools=tools,
+                tool_choice=tool_choice,
+                extra_headers=_request_headers(),
+            )
+        except anthropic.APIError as exc:
+            raise map_error(exc, self._where, self._client.api_key) from None
+
+    async def _stream_once(self, prompt: Prompt) -> AsyncGenerator[StreamItem, None]:
+        try:
+            async with self._client.messages.stream(
+                model=prompt.model,
+                max_tokens=prompt.max_tokens,
+                messages=_messages(prompt),
+                system=prompt.system or anthropic.omit,
+                extra_headers=_request_headers(),
+            ) as stream:
+                async for text in stream.text_stream:
+                    if text:
+                        yield TextDelta(text)
+                final = await stream.get_final_message()
+        except anthropic.APIError as exc:
+            raise map_error(exc, self._where, self._client.api_key) from None
+        except httpx2.TransportError as exc:  # reading the stream happens outside the SDK's own error wrapping
+            raise map_stream_transport_error(exc, self._where) from exc
+        yield StreamDone(_usage(final.model, final.usage))
+
+
+def map_error(exc: anthropic.APIError, where: str, api_key: str | None = None) -> ProviderError:
+    """Our error for an SDK error: the status (or, mid-stream, the error type) decides the class.
+
+    Raise it ``from None``: the SDK's own message quotes the whole upstream body, summarised (and redacted) here.
+    """
+    if isinstance(exc, anthropic.APITimeoutError):
+        return Unavailable(f"the Anthropic API at {where} did not answer in time", retryable=True)
+    if isinstance(exc, anthropic.APIConnectionError):
+        cause = f"{type(exc.__cause__).__name__}: {exc.__cause__}" if exc.__cause__ else exc.message
+        return Unavailable(
+            f"could not reach the Anthropic API at {where} ({cause}): check ANTHROPIC_BASE_URL and the network",
+            retryable=True,
+        )
+    if not isinstance(exc, anthropic.APIStatusError):
+        return InvalidResponse(f"the Anthropic API answered in an unexpected shape: {_redact(exc.message, api_key)}")
+    error_type = exc.type or "error"
+    status = exc.status_code if exc.status_code >= 400 else _STATUS_OF_ERROR_TYPE.get(error_type, 500)
+    said = f"({status} {error_type}: {_redact(exc.api_message or 'no message', api_key)})"
+    details: dict[str, Any] = {"status": status, "type": error_type, "upstream_request_id": exc.request_id}
+    retry_after = _retry_after_s(exc.response.headers)
+    if status == 429:
+        return RateLimited(f"Anthropic API rate limit reached {said}", True, retry_after, details)
+    if status == 529 or error_type == "overloaded_error":
+        return RateLimited(f"Anthropic API is overloaded {said}", True, retry_after, details)
+    if status >= 500:
+        return Unavailable(f"Anthropic API failed on its side {said}", True, retry_after, details)
+    if status in (401, 403):
+        return AuthenticationFailed(
+            f"Anthropic API rejected the credentials {said}: check ANTHROPIC_API_KEY and its permissions",
+            details=details,
+        )
+    return BadRequest(f"Anthropic API rejected the request {said}", details=details)
+
+
+def map_stream_transport_error(exc: httpx2.TransportError, where: str) -> Unavailable:
+    if isinstance(exc, httpx2.TimeoutException):
+        return Unavailable(f"the Anthropic API at {where} stopped sending mid-stream (read timeout)", retryable=True)
+    return Unavailable(f"the connection to the Anthropic API at {where} broke mid-stream", retryable=True)
+
+
+def _redact(upstream_text: str, api_key: str | None) -> str:
+    """Upstream text is quoted in our messages; make sure no key ever rides along."""
+    text = upstream_text.replace(api_key, "[redacted]") if api_key else upstream_text
+    return _KEY_LIKE.sub("[redacted]", text)
+
+
+def _retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms``, or ``retry-after`` as seconds or an HTTP date."""
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _messages(prompt: Prompt) -> list[MessageParam]:
+    return [_message(m) for m in prompt.messages]
+
+
+def _message(message: Message) -> MessageParam:
+    if message.role == "user":
+        return UserMessageParam(role="user", content=message.content)
+    return AssistantMessageParam(role="assistant", content=message.content)
+
+
+def _request_headers() -> dict[str, str] | None:
+    request_id = current_request_id()
+    return {REQUEST_ID_HEADER: request_id} if request_id else None
+
+
+def _usage(model: str, usage: Usage) -> TokenUsage:
+    return TokenUsage(
+        model=model,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+        cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+    )

@@ -1,0 +1,77 @@
+"""The one retry loop for model calls (the SDK's own retries are off): backoff with jitter, honouring retry-after."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from agentmesh.llm.provider import ProviderError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ProviderError) and exc.retryable
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a model call is retried.
+
+    Field names follow the settings that feed them: ``RETRY_MAX_ATTEMPTS`` (total attempts, the first
+    included), ``RETRY_EXPONENTIAL_MULTIPLIER`` and ``RETRY_EXPONENTIAL_MAX`` (seconds).
+    """
+
+    max_attempts: int = 3
+    exponential_multiplier: float = 0.5
+    exponential_max: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Full-jitter exponential backoff, but never sooner than the server's ``retry-after``."""
+        backoff = wait_random_exponential(multiplier=self.exponential_multiplier, max=self.exponential_max)(state)
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = exc.retry_after_s if isinstance(exc, ProviderError) else None
+        return max(backoff, retry_after or 0.0)
+
+    def retrying(self) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(is_retryable),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Awaits ``fn()`` until it succeeds, raises a non-retryable error, or the attempts run out."""
+
+        # A coroutine function, so tenacity awaits each attempt (it would treat a lambda as synchronous).
+        async def attempt() -> T:
+            return await fn()
+
+        return await self.retrying()(attempt)
+
+
+def _log_retry(state: RetryCallState) -> None:
+    # Only the class and the status go to the log: messages may quote upstream text we do not control.
+    exc = state.outcome.exception() if state.outcome else None
+    details = exc.details if isinstance(exc, ProviderError) else {}
+    logger.warning(
+        "model call failed, retrying",
+        extra={
+            "error": type(exc).__name__,
+            "status": details.get("status"),
+            "attempt": state.attempt_number,
+            "sleep_s": round(state.upcoming_sleep, 3),
+        },
+    )
