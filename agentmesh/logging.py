@@ -9,11 +9,21 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from agentmesh.request_context import current_request_id
+from agentmesh.telemetry import current_trace_ids
 
 LogFormat = Literal["json", "standard"]
 
 # Attributes every LogRecord has; anything else passed via ``extra=`` is a structured field.
-_RECORD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "service", "request_id"}
+# uvicorn's color_message repeats the message with terminal escapes.
+_RECORD_ATTRS = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "service",
+    "request_id",
+    "trace_id",
+    "span_id",
+    "color_message",
+}
 
 
 class _ContextFilter(logging.Filter):
@@ -24,6 +34,7 @@ class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self._service
         record.request_id = current_request_id()
+        record.trace_id, record.span_id = current_trace_ids() or (None, None)
         return True
 
 
@@ -34,6 +45,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "service": getattr(record, "service", None),
             "request_id": getattr(record, "request_id", None),
+            "trace_id": getattr(record, "trace_id", None),
+            "span_id": getattr(record, "span_id", None),
             "logger": record.name,
             "event": record.getMessage(),
         }

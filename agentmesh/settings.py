@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agentmesh.llm.pricing import PriceTable, load_prices
 
 ProviderName = Literal["anthropic", "offline"]
 
@@ -28,10 +31,24 @@ class CommonSettings(BaseSettings):
     offline_latency_ms: int = Field(default=0, ge=0, le=600_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "standard"] = "json"
+    model_pricing_file: Path | None = Field(default=None, description="JSON or TOML prices overriding the defaults")
+    otel_service_name: str | None = None
+    otel_exporter_otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP base URL; unset: no export")
+    otel_sdk_disabled: bool = False
     shutdown_grace_period: float = Field(default=10.0, ge=0, description="seconds")
     retry_max_attempts: int = Field(default=3, ge=1, le=10)
     retry_exponential_multiplier: float = Field(default=0.5, gt=0, description="seconds")
     retry_exponential_max: float = Field(default=8.0, gt=0, description="seconds")
+
+    @field_validator("model_pricing_file")
+    @classmethod
+    def _prices_load(cls, path: Path | None) -> Path | None:
+        load_prices(path)  # a bad file stops start-up here, naming MODEL_PRICING_FILE
+        return path
+
+    @property
+    def prices(self) -> PriceTable:
+        return load_prices(self.model_pricing_file)
 
     @model_validator(mode="after")
     def _pick_provider(self) -> CommonSettings:
@@ -49,6 +66,7 @@ class CommonSettings(BaseSettings):
 
 class GrpcServiceSettings(CommonSettings):
     grpc_listen: str
+    metrics_port: int = Field(ge=0, le=65535, description="Prometheus endpoint; 0 turns it off")
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from agentmesh.llm.pricing import cost_usd
 from agentmesh.llm.provider import TokenUsage
 from agentmesh.v1 import common_pb2, orchestrator_pb2
 
@@ -12,7 +11,7 @@ AGENT_ORDER = ("orchestrator", "worker", "synthesizer")
 
 
 def usage_message(agent: str, usage: TokenUsage) -> common_pb2.Usage:
-    cost = cost_usd(usage)
+    cost = usage.cost_usd
     return common_pb2.Usage(
         agent=agent,
         model=usage.model,

@@ -9,6 +9,7 @@ from agentmesh.settings import DEFAULT_ORCHESTRATOR_MODEL, GrpcServiceSettings
 
 class OrchestratorSettings(GrpcServiceSettings):
     grpc_listen: str = "[::]:50051"
+    metrics_port: int = Field(default=9101, ge=0, le=65535)
     worker_target: str = "localhost:50052"
     synthesizer_target: str = "localhost:50053"
     orchestrator_model: str = DEFAULT_ORCHESTRATOR_MODEL

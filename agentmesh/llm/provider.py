@@ -29,13 +29,17 @@ class Prompt:
 
 @dataclass(frozen=True)
 class TokenUsage:
-    """Tokens of one call as the API reports them; ``input_tokens`` excludes cache tokens."""
+    """Tokens of one call as the API reports them; ``input_tokens`` excludes cache tokens.
+
+    ``cost_usd`` is filled in by the metering wrapper from the pricing table; None means unpriced.
+    """
 
     model: str
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    cost_usd: float | None = None
 
 
 @dataclass(frozen=True)

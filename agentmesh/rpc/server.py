@@ -13,12 +13,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from agentmesh.llm.factory import create_provider
+from agentmesh.llm.metered import MeteredProvider
 from agentmesh.llm.provider import LLMProvider
 from agentmesh.logging import configure_logging
+from agentmesh.metrics import listen_host, serve_metrics
 from agentmesh.rpc.interceptors import ServerInterceptor
 from agentmesh.rpc.options import SERVER_OPTIONS
 from agentmesh.rpc.reflection import enable_reflection
-from agentmesh.settings import CommonSettings
+from agentmesh.settings import GrpcServiceSettings
+from agentmesh.telemetry import configure_tracing, server_interceptors, shutdown_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +60,8 @@ async def start_grpc_server(
     serving: bool = True,
 ) -> GrpcServer:
     """Binds ``listen`` (``host:0`` picks a free port), registers health and reflection, and starts."""
-    server = grpc.aio.server(interceptors=[ServerInterceptor()], options=SERVER_OPTIONS)
+    # Tracing outermost, so the request-id interceptor and the handler run inside the call's span.
+    server = grpc.aio.server(interceptors=[*server_interceptors(), ServerInterceptor()], options=SERVER_OPTIONS)
     register(server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -88,14 +92,17 @@ async def serve_until_signalled(running: GrpcServer, grace: float) -> None:
 
 def run_service(
     name: str,
-    settings: CommonSettings,
+    settings: GrpcServiceSettings,
     start: Callable[[LLMProvider], Awaitable[GrpcServer]],
 ) -> None:
-    """The body of every ``python -m <service>``: logging, one provider, serve until signalled."""
+    """The body of every ``python -m <service>``: logging, telemetry, one metered provider, serve until signalled."""
     configure_logging(name, settings.log_level, settings.log_format)
+    configure_tracing(name, settings)
+    serve_metrics(settings.metrics_port, host=listen_host(settings.grpc_listen))
 
     async def serve() -> None:
-        provider = create_provider(settings)
+        prices = settings.prices
+        provider = MeteredProvider(create_provider(settings), name, prices, known_models=prices)
         running = await start(provider)
         running.on_close.append(provider.aclose)
         logger.info(
@@ -106,4 +113,7 @@ def run_service(
         await serve_until_signalled(running, settings.shutdown_grace_period)
         logger.info("%s stopped", name)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    finally:
+        shutdown_tracing()

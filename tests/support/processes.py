@@ -32,6 +32,7 @@ class ServiceProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     port: int = 0
+    metrics_port: int = 0
 
     @property
     def address(self) -> str:
@@ -143,7 +144,10 @@ def process_mesh(
     with ExitStack() as stack:
 
         def start(name: str, module: str, extra: Mapping[str, str], log_name: str = "") -> ServiceProcess:
-            service = spawn(name, module, {**common, **extra}, workdir, log_name)
+            metrics_port = free_port() if name != "gateway" else 0
+            metrics = {"METRICS_PORT": str(metrics_port)} if metrics_port else {}
+            service = spawn(name, module, {**common, **metrics, **extra}, workdir, log_name)
+            service.metrics_port = metrics_port
             stack.callback(service.stop)
             return service
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from agentmesh.llm.pricing import cost_usd, price_for
 from agentmesh.llm.provider import TokenUsage
 from agentmesh.usage import summarize, usage_message
+
+
+def _priced(model: str, **tokens: int) -> TokenUsage:
+    usage = TokenUsage(model=model, **tokens)
+    return dataclasses.replace(usage, cost_usd=cost_usd(usage))
 
 
 def test_dated_model_ids_find_their_family_price() -> None:
@@ -27,19 +34,19 @@ def test_cache_tokens_are_priced_by_class() -> None:
 
 
 def test_an_unknown_model_is_unpriced_not_free() -> None:
-    message = usage_message("worker", TokenUsage(model="mystery-model", input_tokens=10, output_tokens=5))
+    message = usage_message("worker", _priced("mystery-model", input_tokens=10, output_tokens=5))
     assert message.priced is False
-    summary = summarize([message, usage_message("worker", TokenUsage(model="claude-haiku-4-5", input_tokens=10))])
+    summary = summarize([message, usage_message("worker", _priced("claude-haiku-4-5", input_tokens=10))])
     assert summary.fully_priced is False
 
 
 def test_summary_merges_per_agent_and_model_in_pipeline_order() -> None:
     haiku = "claude-haiku-4-5-20251001"
     usages = [
-        usage_message("synthesizer", TokenUsage(model=haiku, input_tokens=100, output_tokens=50)),
-        usage_message("worker", TokenUsage(model=haiku, input_tokens=10, output_tokens=1)),
-        usage_message("worker", TokenUsage(model=haiku, input_tokens=20, output_tokens=2, cache_read_input_tokens=5)),
-        usage_message("orchestrator", TokenUsage(model="claude-sonnet-4-5-20250929", input_tokens=7, output_tokens=3)),
+        usage_message("synthesizer", _priced(haiku, input_tokens=100, output_tokens=50)),
+        usage_message("worker", _priced(haiku, input_tokens=10, output_tokens=1)),
+        usage_message("worker", _priced(haiku, input_tokens=20, output_tokens=2, cache_read_input_tokens=5)),
+        usage_message("orchestrator", _priced("claude-sonnet-4-6", input_tokens=7, output_tokens=3)),
     ]
     summary = summarize(usages)
     assert [(u.agent, u.calls) for u in summary.by_agent] == [("orchestrator", 1), ("worker", 2), ("synthesizer", 1)]

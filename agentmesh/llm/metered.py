@@ -1,0 +1,145 @@
+"""The one place an LLM call becomes priced, counted and traced, whatever the provider behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Collection
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from agentmesh import metrics
+from agentmesh.llm.pricing import PriceTable, cost_usd
+from agentmesh.llm.provider import (
+    Completion,
+    InvalidResponse,
+    LLMProvider,
+    Prompt,
+    ProviderError,
+    StreamDone,
+    StreamItem,
+    TextDelta,
+    TokenUsage,
+    Tool,
+    ToolCall,
+)
+
+tracer = trace.get_tracer("agentmesh.llm")
+
+
+def outcome_of(exc: BaseException) -> str:
+    """A bounded label: ok, cancelled, one of our provider error classes, or error."""
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return "cancelled"
+    if isinstance(exc, ProviderError):
+        return type(exc).__name__
+    return "error"
+
+
+class MeteredProvider:
+    """Wraps a provider for one agent: prices each call's usage, records metrics and an ``llm.call`` span."""
+
+    def __init__(self, inner: LLMProvider, agent: str, prices: PriceTable, known_models: Collection[str]) -> None:
+        self.name = inner.name
+        self._inner = inner
+        self._agent = agent
+        self._prices = prices
+        self._known_models = {*known_models, *prices}
+
+    def _label(self, model: str) -> str:
+        return metrics.bounded(model, self._known_models)
+
+    def _start(self, prompt: Prompt, operation: str) -> Span:
+        return tracer.start_span(
+            f"llm.{operation}",
+            attributes={
+                "agentmesh.agent": self._agent,
+                "gen_ai.request.model": prompt.model,
+                "gen_ai.system": self.name,
+            },
+        )
+
+    def _succeeded(self, span: Span, prompt: Prompt, usage: TokenUsage, started: float) -> TokenUsage:
+        priced = dataclasses.replace(usage, cost_usd=cost_usd(usage, self._prices))
+        model = self._label(prompt.model)
+        metrics.llm_calls.labels(self._agent, model, "ok").inc()
+        metrics.llm_duration.labels(self._agent, model).observe(time.monotonic() - started)
+        for direction, count in (
+            ("input", priced.input_tokens),
+            ("output", priced.output_tokens),
+            ("cache_creation", priced.cache_creation_input_tokens),
+            ("cache_read", priced.cache_read_input_tokens),
+        ):
+            metrics.llm_tokens.labels(self._agent, model, direction).inc(count)
+        if priced.cost_usd is None:
+            metrics.llm_unpriced_calls.labels(self._agent, model).inc()
+        else:
+            metrics.llm_cost.labels(self._agent, model).inc(priced.cost_usd)
+        attributes: dict[str, Any] = {
+            "gen_ai.response.model": priced.model,
+            "gen_ai.usage.input_tokens": priced.input_tokens,
+            "gen_ai.usage.output_tokens": priced.output_tokens,
+            "agentmesh.usage.cache_creation_input_tokens": priced.cache_creation_input_tokens,
+            "agentmesh.usage.cache_read_input_tokens": priced.cache_read_input_tokens,
+            "agentmesh.priced": priced.cost_usd is not None,
+        }
+        if priced.cost_usd is not None:
+            attributes["agentmesh.cost_usd"] = priced.cost_usd
+        span.set_attributes(attributes)
+        span.end()
+        return priced
+
+    def _failed(self, span: Span, prompt: Prompt, exc: BaseException, started: float) -> None:
+        outcome = outcome_of(exc)
+        model = self._label(prompt.model)
+        metrics.llm_calls.labels(self._agent, model, outcome).inc()
+        metrics.llm_duration.labels(self._agent, model).observe(time.monotonic() - started)
+        span.set_attribute("agentmesh.outcome", outcome)
+        span.set_status(Status(StatusCode.ERROR, outcome))
+        span.end()
+
+    async def complete(self, prompt: Prompt) -> Completion:
+        span, started = self._start(prompt, "complete"), time.monotonic()
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                result = await self._inner.complete(prompt)
+        except BaseException as exc:
+            self._failed(span, prompt, exc, started)
+            raise
+        return Completion(result.text, self._succeeded(span, prompt, result.usage, started))
+
+    async def call_tool(self, prompt: Prompt, tool: Tool) -> ToolCall:
+        span, started = self._start(prompt, "tool"), time.monotonic()
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                result = await self._inner.call_tool(prompt, tool)
+        except BaseException as exc:
+            self._failed(span, prompt, exc, started)
+            raise
+        return ToolCall(result.input, self._succeeded(span, prompt, result.usage, started))
+
+    async def stream(self, prompt: Prompt) -> AsyncIterator[StreamItem]:
+        # The span is never made current here: a generator's context would leak into its consumer.
+        span, started = self._start(prompt, "stream"), time.monotonic()
+        first_token = True
+        try:
+            async for item in self._inner.stream(prompt):
+                if isinstance(item, StreamDone):
+                    yield StreamDone(self._succeeded(span, prompt, item.usage, started))
+                    return
+                if first_token and isinstance(item, TextDelta):
+                    first_token = False
+                    elapsed = time.monotonic() - started
+                    metrics.llm_first_token.labels(self._agent, self._label(prompt.model)).observe(elapsed)
+                    span.add_event("first_token")
+                yield item
+            raise InvalidResponse("the model's stream ended without its usage")
+        except BaseException as exc:
+            self._failed(span, prompt, exc, started)
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

@@ -1,0 +1,68 @@
+"""OpenTelemetry for every process: one tracer provider, OTLP export only when an endpoint is set.
+
+Tracing is on by default (log lines then carry trace ids) and costs no network without an endpoint;
+OTEL_SDK_DISABLED=true turns it off entirely, instrumentation included.
+"""
+
+from __future__ import annotations
+
+import grpc
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from agentmesh.settings import CommonSettings
+
+_provider: TracerProvider | None = None
+
+
+def configure_tracing(service: str, settings: CommonSettings) -> TracerProvider | None:
+    """Installs the process's tracer provider; call once, before any server or channel is created."""
+    global _provider
+    if settings.otel_sdk_disabled:
+        return None
+    name = settings.otel_service_name or f"agentmesh-{service}"
+    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    if settings.otel_exporter_otlp_endpoint:
+        endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    return provider
+
+
+def shutdown_tracing() -> None:
+    """Flushes spans still queued for export."""
+    if _provider is not None:
+        _provider.shutdown()
+
+
+# Health and reflection stay untraced: they are noise in traces, and the aio server interceptor
+# cannot wrap the health servicer's Watch (a coroutine that writes, not an async generator), which
+# would break client-side health checking. The instrumentation package ships without type hints.
+_TRACED = filters.negate(
+    filters.any_of(filters.service_prefix("grpc.health"), filters.service_prefix("grpc.reflection"))
+)
+
+
+def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+    if _provider is None:
+        return []
+    return [aio_server_interceptor(tracer_provider=_provider, filter_=_TRACED)]  # type: ignore[no-untyped-call]
+
+
+def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
+    if _provider is None:
+        return []
+    return list(aio_client_interceptors(tracer_provider=_provider, filter_=_TRACED))  # type: ignore[no-untyped-call]
+
+
+def current_trace_ids() -> tuple[str, str] | None:
+    """The current trace and span ids as hex, for log lines; None outside a span."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
