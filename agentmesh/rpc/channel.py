@@ -9,6 +9,7 @@ import grpc
 
 from agentmesh import telemetry
 from agentmesh.rpc.interceptors import client_interceptors
+from agentmesh.rpc.metrics_interceptors import client_metrics_interceptors
 from agentmesh.rpc.options import MESSAGE_SIZE_OPTIONS
 
 
@@ -47,5 +48,5 @@ def create_channel(target: str, service: str, *, retry_unavailable: bool = False
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
     ]
-    interceptors = [*telemetry.client_interceptors(), *client_interceptors()]
+    interceptors = [*telemetry.client_interceptors(), *client_metrics_interceptors(), *client_interceptors()]
     return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)

@@ -18,6 +18,7 @@ from agentmesh.llm.provider import LLMProvider
 from agentmesh.logging import configure_logging
 from agentmesh.metrics import listen_host, serve_metrics
 from agentmesh.rpc.interceptors import ServerInterceptor
+from agentmesh.rpc.metrics_interceptors import ServerMetricsInterceptor
 from agentmesh.rpc.options import SERVER_OPTIONS
 from agentmesh.rpc.reflection import enable_reflection
 from agentmesh.settings import GrpcServiceSettings
@@ -61,7 +62,8 @@ async def start_grpc_server(
 ) -> GrpcServer:
     """Binds ``listen`` (``host:0`` picks a free port), registers health and reflection, and starts."""
     # Tracing outermost, so the request-id interceptor and the handler run inside the call's span.
-    server = grpc.aio.server(interceptors=[*server_interceptors(), ServerInterceptor()], options=SERVER_OPTIONS)
+    interceptors = [*server_interceptors(), ServerMetricsInterceptor(), ServerInterceptor()]
+    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
     register(server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

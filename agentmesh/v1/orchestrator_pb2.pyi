@@ -202,6 +202,7 @@ class UsageSummary(_message.Message):
     OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     COST_USD_FIELD_NUMBER: _builtins.int
     FULLY_PRICED_FIELD_NUMBER: _builtins.int
+    DURATIONS_FIELD_NUMBER: _builtins.int
     input_tokens: _builtins.int
     """Sum of input tokens (uncached + cache writes + cache reads) over all agents."""
     output_tokens: _builtins.int
@@ -214,6 +215,10 @@ class UsageSummary(_message.Message):
     def by_agent(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Usage]:
         """One entry per agent and model, in the order orchestrator, worker, synthesizer."""
 
+    @_builtins.property
+    def durations(self) -> Global___PhaseDurations:
+        """Where the run's time went, phase by phase."""
+
     def __init__(
         self,
         *,
@@ -222,11 +227,42 @@ class UsageSummary(_message.Message):
         output_tokens: _builtins.int = ...,
         cost_usd: _builtins.float = ...,
         fully_priced: _builtins.bool = ...,
+        durations: Global___PhaseDurations | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["durations", b"durations"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_agent", b"by_agent", "cost_usd", b"cost_usd", "fully_priced", b"fully_priced", "input_tokens", b"input_tokens", "output_tokens", b"output_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_agent", b"by_agent", "cost_usd", b"cost_usd", "durations", b"durations", "fully_priced", b"fully_priced", "input_tokens", b"input_tokens", "output_tokens", b"output_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UsageSummary: _TypeAlias = UsageSummary  # noqa: Y015
+
+@_typing.final
+class PhaseDurations(_message.Message):
+    """Wall-clock time of each phase of a run, measured by the orchestrator."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLANNING_MS_FIELD_NUMBER: _builtins.int
+    COORDINATION_MS_FIELD_NUMBER: _builtins.int
+    SYNTHESIS_MS_FIELD_NUMBER: _builtins.int
+    planning_ms: _builtins.int
+    """From the request's arrival to a validated plan, in milliseconds."""
+    coordination_ms: _builtins.int
+    """From the plan to the last subtask's result, in milliseconds."""
+    synthesis_ms: _builtins.int
+    """From the synthesizer call to its last chunk, in milliseconds."""
+    def __init__(
+        self,
+        *,
+        planning_ms: _builtins.int = ...,
+        coordination_ms: _builtins.int = ...,
+        synthesis_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordination_ms", b"coordination_ms", "planning_ms", b"planning_ms", "synthesis_ms", b"synthesis_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PhaseDurations: _TypeAlias = PhaseDurations  # noqa: Y015

@@ -1,0 +1,137 @@
+"""RED metrics for every gRPC call a process serves or makes (health and reflection excluded)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc.aio import ClientCallDetails
+
+from agentmesh import metrics
+
+_UNMEASURED = ("/grpc.health", "/grpc.reflection")
+
+
+def _split(method: str | bytes) -> tuple[str, str]:
+    text = method.decode() if isinstance(method, bytes) else method
+    service, _, name = text.lstrip("/").rpartition("/")
+    return service, name
+
+
+def _code_name(code: grpc.StatusCode | None) -> str:
+    return (code or grpc.StatusCode.OK).name
+
+
+class _Observation:
+    def __init__(self, handled: Any, duration: Any, method: str | bytes) -> None:
+        self._handled, self._duration = handled, duration
+        self._service, self._method = _split(method)
+        self._started = time.monotonic()
+
+    def done(self, code: str) -> None:
+        self._handled.labels(self._service, self._method, code).inc()
+        self._duration.labels(self._service, self._method).observe(time.monotonic() - self._started)
+
+
+def _server_code(exc: BaseException | None, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    if exc is None or isinstance(exc, grpc.aio.AbortError):
+        return _code_name(context.code())
+    if isinstance(exc, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED.name
+    return grpc.StatusCode.UNKNOWN.name
+
+
+class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(_UNMEASURED):
+            return handler
+        method = details.method
+        if handler.unary_unary is not None:
+            inner_unary: Any = handler.unary_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                observed = _Observation(metrics.grpc_server_handled, metrics.grpc_server_duration, method)
+                try:
+                    response = await inner_unary(request, context)
+                except BaseException as exc:
+                    observed.done(_server_code(exc, context))
+                    raise
+                observed.done(_server_code(None, context))
+                return response
+
+            return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer, handler.response_serializer)
+        if handler.unary_stream is not None:
+            inner_stream: Any = handler.unary_stream  # an async generator under grpc.aio
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+                observed = _Observation(metrics.grpc_server_handled, metrics.grpc_server_duration, method)
+                try:
+                    async for item in inner_stream(request, context):
+                        yield item
+                except BaseException as exc:
+                    observed.done(_server_code(exc, context))
+                    raise
+                observed.done(_server_code(None, context))
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream, handler.request_deserializer, handler.response_serializer
+            )
+        return handler
+
+
+def _measured(details: ClientCallDetails) -> bool:
+    method = details.method.decode() if isinstance(details.method, bytes) else details.method
+    return not method.startswith(_UNMEASURED)
+
+
+class ClientMetricsUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: ClientCallDetails, request: Any
+    ) -> Any:
+        if not _measured(client_call_details):
+            return await continuation(client_call_details, request)
+        observed = _Observation(metrics.grpc_client_handled, metrics.grpc_client_duration, client_call_details.method)
+        call = await continuation(client_call_details, request)
+        try:
+            await call
+        except grpc.aio.AioRpcError as exc:
+            observed.done(exc.code().name)
+            raise
+        except asyncio.CancelledError:
+            observed.done(grpc.StatusCode.CANCELLED.name)
+            raise
+        observed.done(grpc.StatusCode.OK.name)
+        return call
+
+
+class ClientMetricsUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(
+        self, continuation: Any, client_call_details: ClientCallDetails, request: Any
+    ) -> Any:
+        call = await continuation(client_call_details, request)
+        if _measured(client_call_details):
+            observed = _Observation(
+                metrics.grpc_client_handled, metrics.grpc_client_duration, client_call_details.method
+            )
+
+            def record(finished: Any) -> None:
+                # code() is a coroutine on aio calls; a finished call answers it at once.
+                task = asyncio.ensure_future(finished.code())
+                task.add_done_callback(
+                    lambda t: observed.done(_code_name(t.result()) if not t.cancelled() else "CANCELLED")
+                )
+
+            call.add_done_callback(record)
+        return call
+
+
+def client_metrics_interceptors() -> list[grpc.aio.ClientInterceptor]:
+    return [ClientMetricsUnaryUnary(), ClientMetricsUnaryStream()]
