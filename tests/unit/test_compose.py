@@ -52,3 +52,16 @@ def test_dependencies_wait_for_health(services: dict[str, dict[str, Any]]) -> No
     for name, needs in {"gateway": ["orchestrator"], "orchestrator": ["worker", "synthesizer"]}.items():
         for dependency in needs:
             assert services[name]["depends_on"][dependency]["condition"] == "service_healthy"
+
+
+def test_the_observability_profile_scrapes_every_worker_replica_and_traces_every_service(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert services["prometheus"]["profiles"] == ["observability"]
+    assert services["jaeger"]["profiles"] == ["observability"]
+    config = yaml.safe_load((COMPOSE_FILE.parent / "deploy/prometheus/prometheus.yml").read_text(encoding="utf-8"))
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    (worker_sd,) = jobs["agentmesh-worker"]["dns_sd_configs"]
+    assert worker_sd["names"] == ["worker"] and worker_sd["type"] == "A" and worker_sd["port"] == 9102
+    for name in ("gateway", "orchestrator", "worker", "synthesizer"):
+        assert _environment(services[name])["OTEL_SERVICE_NAME"] == f"agentmesh-{name}"
