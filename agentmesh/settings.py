@@ -39,6 +39,8 @@ class CommonSettings(BaseSettings):
     retry_max_attempts: int = Field(default=3, ge=1, le=10)
     retry_exponential_multiplier: float = Field(default=0.5, gt=0, description="seconds")
     retry_exponential_max: float = Field(default=8.0, gt=0, description="seconds")
+    circuit_breaker_failure_threshold: int = Field(default=5, ge=1, description="consecutive failed calls")
+    circuit_breaker_timeout: float = Field(default=30.0, gt=0, description="seconds a breaker stays open")
 
     @field_validator("model_pricing_file")
     @classmethod

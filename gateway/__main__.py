@@ -2,29 +2,49 @@
 
 from __future__ import annotations
 
+from types import FrameType
+
 import uvicorn
+from fastapi import FastAPI
 
 from agentmesh.logging import configure_logging
 from agentmesh.settings import load_settings
 from gateway.app import create_app
+from gateway.routes.health import mark_draining
 from gateway.settings import GatewaySettings
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, with readiness turning 503 as soon as a stop signal arrives."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        mark_draining(self._app)
+        super().handle_exit(sig, frame)
 
 
 def main() -> None:
     settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.log_level, settings.log_format)
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.api_host,
         port=settings.api_port,
         # Keep the shared logging setup: uvicorn's loggers propagate to it.
         log_config=None,
         ws="none",
+        # The client IP (per-IP rate limits) is the socket peer unless TRUST_PROXY_HEADERS names proxies to believe.
+        proxy_headers=settings.trust_proxy_headers,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         # On SIGTERM uvicorn stops accepting, lets in-flight requests finish within the grace period,
         # then runs the lifespan's shutdown, which closes the orchestrator channel.
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_period)),
     )
-    uvicorn.Server(config).run()
+    DrainingServer(config, app).run()
 
 
 if __name__ == "__main__":

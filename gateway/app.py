@@ -1,28 +1,60 @@
-"""Builds the FastAPI app: middleware, error handlers, routes, and the orchestrator channel's lifetime."""
+"""Builds the FastAPI app: the edge middleware, error handlers, routes, and the orchestrator channel's lifetime."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
+from agentmesh.request_context import REQUEST_ID_HEADER
 from agentmesh.rpc.channel import create_channel
+from gateway.auth import AuthMiddleware, TokenVerifier
 from gateway.body_limit import BodySizeLimitMiddleware
 from gateway.dependencies import GatewayState
-from gateway.errors import install_error_handlers
+from gateway.errors import error_responses, install_error_handlers
 from gateway.orchestrator_client import ORCHESTRATOR_SERVICE, OrchestratorClient
+from gateway.rate_limit import (
+    RateLimiter,
+    RateLimitMiddleware,
+    StreamConcurrencyMiddleware,
+    client_ip,
+    verified_subject,
+)
 from gateway.request_id import RequestIdMiddleware
 from gateway.routes import chat, health, models
+from gateway.security_headers import JSON_CSP, SecurityHeadersMiddleware, security_headers
 from gateway.settings import GatewaySettings
+
+logger = logging.getLogger(__name__)
+
+# What the edge middleware may answer on any /v1 route, before the route runs.
+EDGE_RESPONSES = error_responses(401, 413, 429, 503)
+CORS_EXPOSED_HEADERS = [
+    REQUEST_ID_HEADER,
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+]
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     state = GatewayState(settings=settings, started_at=int(time.time()))
+    limiter = (
+        RateLimiter(settings.rate_limit_storage_uri, settings.rate_limit_chat_completions, settings.rate_limit_default)
+        if settings.rate_limit_enabled
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        _log_edge(settings)
+        if limiter is not None and not await limiter.reachable():
+            logger.warning("rate limit storage is not reachable yet: /v1 requests get 503 until it is")
         channel = create_channel(settings.orchestrator_target, ORCHESTRATOR_SERVICE)
         state.orchestrator = OrchestratorClient(channel, run_timeout=settings.request_timeout)
         try:
@@ -33,11 +65,55 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     app = FastAPI(title="agentmesh", summary="OpenAI-compatible gateway of the agentmesh", lifespan=lifespan)
     app.state.gateway = state
-    install_error_handlers(app)
-    # The last added is the outermost: every response, a 413 included, carries the request id.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_size)
-    app.add_middleware(RequestIdMiddleware)
-    app.include_router(chat.router)
-    app.include_router(models.router)
+    crash_headers = {**security_headers(settings.hsts_max_age), "Content-Security-Policy": JSON_CSP}
+    install_error_handlers(app, crash_headers=crash_headers)
+    _add_edge_middleware(app, settings, limiter)
+    app.include_router(chat.router, responses=EDGE_RESPONSES)
+    app.include_router(models.router, responses=EDGE_RESPONSES)
     app.include_router(health.router)
     return app
+
+
+def _add_edge_middleware(app: FastAPI, settings: GatewaySettings, limiter: RateLimiter | None) -> None:
+    """The last added is the outermost. A request meets, in order: request id (so every answer carries it),
+    security headers, CORS (preflights never need a token), the per-IP budget (unauthenticated floods too),
+    authentication, the per-subject budget, the open-completions cap, and the body limit."""
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_size)
+    if settings.max_concurrent_streams_per_user:
+        app.add_middleware(StreamConcurrencyMiddleware, limit=settings.max_concurrent_streams_per_user)
+    if limiter is not None:
+        app.add_middleware(RateLimitMiddleware, limiter=limiter, kind="subject", identify=verified_subject)
+    app.add_middleware(AuthMiddleware, verifier=TokenVerifier(settings))
+    if limiter is not None:
+        app.add_middleware(RateLimitMiddleware, limiter=limiter, kind="ip", identify=client_ip)
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_methods=["GET", "POST"],
+            # Bearer tokens, never cookies: any request header is safe to allow without credentials.
+            allow_headers=["*"],
+            expose_headers=CORS_EXPOSED_HEADERS,
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeadersMiddleware, hsts_max_age=settings.hsts_max_age)
+    app.add_middleware(RequestIdMiddleware)
+
+
+def _log_edge(settings: GatewaySettings) -> None:
+    # The storage URI may hold a Redis password: log its scheme only.
+    logger.info(
+        "edge configured",
+        extra={
+            "jwt_algorithm": settings.jwt_algorithm,
+            "rate_limits": (
+                f"chat {settings.rate_limit_chat_completions}, other {settings.rate_limit_default}, "
+                f"in {settings.rate_limit_storage_uri.partition('://')[0]}"
+                if settings.rate_limit_enabled
+                else "off"
+            ),
+            "max_concurrent_streams_per_user": settings.max_concurrent_streams_per_user,
+            "cors_allow_origins": settings.cors_allow_origins,
+            "trust_proxy_headers": settings.trust_proxy_headers,
+        },
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -52,6 +52,24 @@ class ApiError(StarletteHTTPException):
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+_DOCUMENTED = {
+    400: "the request cannot be served as sent (malformed JSON, unsupported content, too many messages or characters)",
+    401: "missing, malformed, expired or otherwise invalid bearer token (with WWW-Authenticate: Bearer)",
+    404: "unknown model (code model_not_found)",
+    413: "request body larger than MAX_REQUEST_BODY_SIZE",
+    422: "the request does not match the schema",
+    429: "rate limit or concurrency cap reached, or the model API is rate limited (Retry-After says when to retry)",
+    502: "the model API rejected the service's credentials",
+    503: "the orchestrator or the rate limiter's storage is unavailable (Retry-After)",
+    504: "the request's deadline passed",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for errors in OpenAI's shape."""
+    return {status: {"model": ErrorResponse, "description": _DOCUMENTED[status]} for status in statuses}
 
 
 _RETRY = {"Retry-After": str(RETRY_AFTER_SECONDS)}
@@ -132,21 +150,26 @@ def _location(error: Mapping[str, Any]) -> str:
     return path or "body"
 
 
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    """Runs in Starlette's ServerErrorMiddleware, outside the request-id middleware, so it sets the header itself.
+def _unexpected(headers: Mapping[str, str]) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handler(_: Request, exc: Exception) -> JSONResponse:
+        """Runs in Starlette's ServerErrorMiddleware, outside every middleware of ours, so it sets the request id
+        and the security ``headers`` itself.
 
-    Not logged here: the middleware re-raises, and the server logs the traceback once (with the request id).
-    """
-    error = ApiError(500, "internal error (see the gateway log for this request id)", "server_error")
-    response = error.response()
-    if (request_id := current_request_id()) is not None:
-        response.headers[REQUEST_ID_HEADER] = request_id
-    return response
+        Not logged here: the middleware re-raises, and the server logs the traceback once (with the request id).
+        """
+        error = ApiError(500, "internal error (see the gateway log for this request id)", "server_error")
+        response = error.response()
+        response.headers.update(headers)
+        if (request_id := current_request_id()) is not None:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+
+    return handler
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, crash_headers: Mapping[str, str]) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(InvalidRequest, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(Exception, _unexpected(crash_headers))

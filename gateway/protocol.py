@@ -2,31 +2,46 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 INT32_MAX = 2**31 - 1
+
+
+def _encodable(value: str) -> str:
+    # JSON may escape a lone surrogate ("\ud800"); Python decodes it, but no UTF-8 encoder (protobuf's) takes it.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains an unpaired Unicode surrogate") from None
+    return value
+
+
+# Every string a request carries: valid Unicode, so it can travel on to the agents and back.
+Text = Annotated[str, AfterValidator(_encodable)]
 
 
 class ContentPart(BaseModel):
     """One part of a message's content; only ``type: "text"`` is supported (checked by translate)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
-    type: str
-    text: str | None = None
+    type: Text
+    text: Text | None = None
 
 
 class ChatMessageIn(BaseModel):
     # Fields such as tool_calls are ignored here; tool roles themselves are rejected by translate.
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
-    role: str
-    content: str | list[ContentPart] | None = None
-    name: str | None = None
+    role: Text
+    content: Text | list[ContentPart] | None = None
+    name: Text | None = None
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     include_usage: bool = False
 
@@ -37,11 +52,12 @@ class ChatCompletionRequest(BaseModel):
     Sampling parameters (temperature, top_p, penalties, seed, stop, logit_bias, ...) are accepted so
     existing clients work unchanged, and ignored: the current anthropic SDK gives the agents no sampling
     parameters (see DESIGN.md). Unknown fields are ignored too, as OpenAI-compatible servers commonly do.
+    Types are strict, as OpenAI's are: ``"stream": "yes"`` or ``"max_tokens": "5"`` is a 422, not a guess.
     """
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
-    model: str
+    model: Text
     messages: list[ChatMessageIn] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -53,8 +69,8 @@ class ChatCompletionRequest(BaseModel):
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
     seed: int | None = None
-    stop: str | list[str] | None = None
-    user: str | None = None
+    stop: Text | list[Text] | None = None
+    user: Text | None = None
 
     @property
     def include_usage(self) -> bool:

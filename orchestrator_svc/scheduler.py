@@ -61,10 +61,12 @@ class Scheduler:
                 done, _ = await asyncio.wait(
                     running, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
                 )
-                if not done:
+                # Past the deadline the phase has failed, even if a call ended at that instant (its own
+                # deadline, which is the phase's, may fire just before our timer does).
+                if not done or time.monotonic() >= deadline:
                     unfinished = len(running) + len(waiting)
                     raise CoordinationTimeout(
-                        f"worker coordination timed out after {timeout_s:g} s "
+                        f"worker coordination timed out after {round(timeout_s, 2):g} s "
                         f"with {unfinished} of {len(self.subtasks)} subtasks unfinished"
                     )
                 for task in done:
@@ -91,7 +93,7 @@ class Scheduler:
         error = task.exception()
         if isinstance(error, SubtaskFailed):
             if self.fail_fast:
-                raise error
+                raise SubtaskFailed(f"{subtask.id}: {error}", error.status) from None
             return self._record_failure(subtask, error, duration_ms)
         if error is not None:
             raise error

@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import grpc
 
+from agentmesh import metrics
+from agentmesh.deadline import deadline_in
 from agentmesh.llm.provider import InvalidResponse, LLMProvider, ProviderError
 from agentmesh.rpc.deadline import phase_budget
 from agentmesh.rpc.errors import PhaseFailed, status_for
 from agentmesh.usage import summarize, usage_message
 from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc, synthesizer_pb2, worker_pb2
 from orchestrator_svc.downstream import Downstream
+from orchestrator_svc.observability import RunRecorder, subtask_span
 from orchestrator_svc.planner import (
     Plan,
     fallback_plan,
@@ -40,10 +44,23 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
     async def Run(
         self, request: orchestrator_pb2.RunRequest, context: RunContext
     ) -> AsyncIterator[orchestrator_pb2.RunEvent]:
+        metrics.runs_in_flight.inc()
+        try:
+            async with contextlib.aclosing(self._run(request, context)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            metrics.runs_in_flight.dec()
+
+    async def _run(
+        self, request: orchestrator_pb2.RunRequest, context: RunContext
+    ) -> AsyncGenerator[orchestrator_pb2.RunEvent, None]:
+        recorder = RunRecorder()
         objective = objective_text(request.messages)
-        plan, plan_usage = await self._plan(request, objective, context)
+        with recorder.phase("planning"):
+            plan, plan_usage = await self._plan(request, objective, context)
         usages = [plan_usage] if plan_usage is not None else []
-        yield orchestrator_pb2.RunEvent(
+        plan_event = orchestrator_pb2.RunEvent(
             plan=orchestrator_pb2.Plan(
                 subtasks=plan.subtasks,
                 fallback=bool(plan.fallback_reason),
@@ -51,14 +68,20 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                 usage=plan_usage,
             )
         )
-        scheduler = Scheduler(plan.subtasks, self._executor(objective, context), fail_fast=self._settings.fail_fast)
+        recorder.planned(plan_event.plan)
+        yield plan_event
+        budget = phase_budget(self._settings.worker_coordination_timeout, context)
+        executor = self._executor(objective, time.monotonic() + budget)
+        scheduler = Scheduler(plan.subtasks, executor, fail_fast=self._settings.fail_fast)
         try:
-            budget = phase_budget(self._settings.worker_coordination_timeout, context)
-            async with contextlib.aclosing(scheduler.run(budget)) as events:
-                async for event in events:
-                    if event.subtask_finished.HasField("usage"):
-                        usages.append(event.subtask_finished.usage)
-                    yield event
+            with recorder.phase("coordination"):
+                async with contextlib.aclosing(scheduler.run(budget)) as events:
+                    async for event in events:
+                        if event.HasField("subtask_finished"):
+                            recorder.subtask_finished(event.subtask_finished)
+                            if event.subtask_finished.HasField("usage"):
+                                usages.append(event.subtask_finished.usage)
+                        yield event
         except CoordinationTimeout as exc:
             raise PhaseFailed(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc)) from None
         except SubtaskFailed as exc:  # only with FAIL_FAST
@@ -73,9 +96,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             results=[scheduler.results[s.id] for s in plan.subtasks],
             max_output_tokens=request.max_output_tokens,
         )
-        async for event in self._synthesize(synthesis, usages, context):
-            yield event
-        yield orchestrator_pb2.RunEvent(usage=summarize(usages))
+        with recorder.phase("synthesis"):
+            async for event in self._synthesize(synthesis, usages, context):
+                yield event
+        summary = summarize(usages)
+        summary.durations.CopyFrom(recorder.durations())
+        yield orchestrator_pb2.RunEvent(usage=summary)
 
     async def _plan(
         self, request: orchestrator_pb2.RunRequest, objective: str, context: RunContext
@@ -84,10 +110,14 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         prompt = planning_prompt(request.messages, settings.orchestrator_model, settings.orchestrator_max_tokens)
         budget = phase_budget(settings.planning_timeout, context)
         try:
-            async with asyncio.timeout(budget):
-                call = await self._provider.call_tool(prompt, plan_tool(settings.max_subtasks))
+            # The deadline also bounds the provider's retries: it gives up rather than wait past the phase.
+            with deadline_in(budget):
+                async with asyncio.timeout(budget):
+                    call = await self._provider.call_tool(prompt, plan_tool(settings.max_subtasks))
         except TimeoutError:
-            raise PhaseFailed(grpc.StatusCode.DEADLINE_EXCEEDED, f"planning timed out after {budget:g} s") from None
+            raise PhaseFailed(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"planning timed out after {round(budget, 2):g} s"
+            ) from None
         except InvalidResponse as exc:
             logger.warning("planner gave no usable plan, falling back", extra={"reason": str(exc)})
             return fallback_plan(objective, f"the planner gave no plan: {exc}"), None
@@ -100,14 +130,17 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         logger.info("planned", extra={"subtasks": len(plan.subtasks)})
         return plan, usage_message("orchestrator", call.usage)
 
-    def _executor(self, objective: str, context: RunContext) -> Execute:
+    def _executor(self, objective: str, coordination_ends: float) -> Execute:
+        """Each Execute gets what remains of the coordination phase as its deadline (a dependent starts later)."""
+
         async def execute(
             subtask: common_pb2.Subtask, deps: list[common_pb2.SubtaskResult]
         ) -> common_pb2.SubtaskResult:
-            timeout = phase_budget(self._settings.worker_coordination_timeout, context)
+            timeout = max(0.0, coordination_ends - time.monotonic())
             request = worker_pb2.ExecuteRequest(objective=objective, subtask=subtask, dependencies=deps)
             try:
-                response = await self._downstream.worker.Execute(request, timeout=timeout)
+                with subtask_span(subtask):
+                    response = await self._downstream.worker.Execute(request, timeout=timeout)
             except grpc.aio.AioRpcError as exc:
                 raise SubtaskFailed(f"{exc.code().name}: {exc.details()}", exc.code().name) from None
             return response.result
@@ -127,7 +160,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                     yield orchestrator_pb2.RunEvent(text_delta=chunk.text_delta)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise PhaseFailed(exc.code(), f"synthesis timed out after {budget:g} s") from None
+                raise PhaseFailed(exc.code(), f"synthesis timed out after {round(budget, 2):g} s") from None
             raise PhaseFailed(exc.code(), f"synthesis failed: {exc.details()}") from None
         finally:
             call.cancel()

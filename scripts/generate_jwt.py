@@ -1,6 +1,10 @@
 """Prints a bearer token for the gateway, signed with JWT_SECRET_KEY from the environment or `.env`.
 
 Usage: python scripts/generate_jwt.py [--subject S] [--expires-in 7d|12h|30m|45s|3600] [--scope S ...]
+                                      [--private-key issuer-key.pem]
+
+The token carries JWT_AUDIENCE and JWT_ISSUER when they are set, as the gateway then requires them. With an
+RS*/PS*/ES* JWT_ALGORITHM tokens normally come from the identity provider; --private-key signs test tokens.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import re
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
@@ -17,8 +22,9 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MIN_SECRET_LENGTH = 32  # the gateway refuses to start with a shorter key
-SIGNING_ALGORITHMS = ("HS256", "HS384", "HS512")
+# The gateway refuses to start with a shorter key (RFC 7518 3.2: at least the hash's size).
+MIN_SECRET_LENGTH = {"HS256": 32, "HS384": 48, "HS512": 64}
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -36,25 +42,44 @@ class _JwtSettings(BaseSettings):
 
     jwt_secret_key: SecretStr | None = None
     jwt_algorithm: str = "HS256"
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
 
 
-def load_signing_config() -> tuple[str, str]:
-    """Returns (secret, algorithm) as the gateway started from the same place will see them."""
+@dataclass(frozen=True)
+class SigningConfig:
+    key: str  # the HMAC secret, or a PEM private key
+    algorithm: str
+    audience: str | None = None
+    issuer: str | None = None
+
+
+def load_signing_config(private_key_file: Path | None = None) -> SigningConfig:
+    """The key, algorithm and claims the gateway started from the same place will check."""
     settings = _JwtSettings()
+    algorithm = settings.jwt_algorithm.upper()
+    claims = {"audience": settings.jwt_audience or None, "issuer": settings.jwt_issuer or None}
+    if algorithm in ASYMMETRIC_ALGORITHMS:
+        if private_key_file is None:
+            raise TokenConfigError(
+                f"JWT_ALGORITHM={algorithm}: tokens come from your identity provider; "
+                "pass --private-key FILE (the issuer's PEM private key) to sign a test token"
+            )
+        return SigningConfig(private_key_file.read_text(), algorithm, **claims)
+    if algorithm not in MIN_SECRET_LENGTH:
+        expected = ", ".join([*MIN_SECRET_LENGTH, *ASYMMETRIC_ALGORITHMS])
+        raise TokenConfigError(f"JWT_ALGORITHM={settings.jwt_algorithm!r}: expected one of {expected}")
     if settings.jwt_secret_key is None or not settings.jwt_secret_key.get_secret_value():
         raise TokenConfigError(
             "JWT_SECRET_KEY is not set in the environment, ./.env or the repository's .env: "
             "run `make env` to generate one into .env, or export it"
         )
     secret = settings.jwt_secret_key.get_secret_value()
-    if len(secret) < MIN_SECRET_LENGTH:
-        raise TokenConfigError(f"JWT_SECRET_KEY has {len(secret)} characters; the gateway needs at least 32")
-    algorithm = settings.jwt_algorithm.upper()
-    if algorithm not in SIGNING_ALGORITHMS:
+    if len(secret) < MIN_SECRET_LENGTH[algorithm]:
         raise TokenConfigError(
-            f"JWT_ALGORITHM={settings.jwt_algorithm!r}: expected one of {', '.join(SIGNING_ALGORITHMS)}"
+            f"JWT_SECRET_KEY has {len(secret)} characters; {algorithm} needs at least {MIN_SECRET_LENGTH[algorithm]}"
         )
-    return secret, algorithm
+    return SigningConfig(secret, algorithm, **claims)
 
 
 def parse_duration(text: str) -> int:
@@ -66,25 +91,45 @@ def parse_duration(text: str) -> int:
 
 
 def mint_token(
-    secret: str,
+    key: str,
     *,
     subject: str,
     expires_in_s: int,
     scopes: Sequence[str] = (),
     algorithm: str = "HS256",
+    audience: str | None = None,
+    issuer: str | None = None,
     now: int | None = None,
 ) -> str:
     issued_at = int(time.time()) if now is None else now
     claims: dict[str, object] = {"sub": subject, "iat": issued_at, "exp": issued_at + expires_in_s}
     if scopes:
         claims["scope"] = " ".join(scopes)
-    return jwt.encode(claims, secret, algorithm=algorithm)
+    if audience:
+        claims["aud"] = audience
+    if issuer:
+        claims["iss"] = issuer
+    return jwt.encode(claims, key, algorithm=algorithm)
 
 
-def mint_from_env(*, subject: str = "local-dev", expires_in_s: int = 12 * 3600, scopes: Sequence[str] = ()) -> str:
+def mint_from_env(
+    *,
+    subject: str = "local-dev",
+    expires_in_s: int = 12 * 3600,
+    scopes: Sequence[str] = (),
+    private_key_file: Path | None = None,
+) -> str:
     """A token the gateway configured from the same environment / `.env` accepts."""
-    secret, algorithm = load_signing_config()
-    return mint_token(secret, subject=subject, expires_in_s=expires_in_s, scopes=scopes, algorithm=algorithm)
+    config = load_signing_config(private_key_file)
+    return mint_token(
+        config.key,
+        subject=subject,
+        expires_in_s=expires_in_s,
+        scopes=scopes,
+        algorithm=config.algorithm,
+        audience=config.audience,
+        issuer=config.issuer,
+    )
 
 
 def _duration_arg(text: str) -> int:
@@ -101,10 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--expires-in", type=_duration_arg, default="7d", metavar="DURATION", help="7d, 12h, 30m, 45s or seconds"
     )
     parser.add_argument("--scope", action="append", default=[], help="add a scope (repeatable)")
+    parser.add_argument("--private-key", type=Path, help="PEM private key, for an RS/PS/ES JWT_ALGORITHM")
     args = parser.parse_args(argv)
     try:
-        token = mint_from_env(subject=args.subject, expires_in_s=args.expires_in, scopes=args.scope)
-    except TokenConfigError as exc:
+        token = mint_from_env(
+            subject=args.subject, expires_in_s=args.expires_in, scopes=args.scope, private_key_file=args.private_key
+        )
+    except (TokenConfigError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(token)

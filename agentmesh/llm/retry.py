@@ -1,4 +1,4 @@
-"""The one retry loop for model calls (the SDK's own retries are off): backoff with jitter, honouring retry-after."""
+"""The one retry loop for model calls (the SDK's own retries are off): jittered backoff, retry-after, deadline."""
 
 from __future__ import annotations
 
@@ -7,8 +7,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_any,
+    wait_random_exponential,
+)
+from tenacity.stop import stop_base
 
+from agentmesh.deadline import remaining_s
 from agentmesh.llm.provider import ProviderError
 
 logger = logging.getLogger(__name__)
@@ -45,7 +54,7 @@ class RetryPolicy:
 
     def retrying(self) -> AsyncRetrying:
         return AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts),
+            stop=stop_any(stop_after_attempt(self.max_attempts), StopAtDeadline()),
             wait=self._wait,
             retry=retry_if_exception(is_retryable),
             before_sleep=_log_retry,
@@ -60,6 +69,26 @@ class RetryPolicy:
             return await fn()
 
         return await self.retrying()(attempt)
+
+
+class StopAtDeadline(stop_base):
+    """Stop now rather than sleep past the current deadline (``agentmesh.deadline``): nobody would read the answer."""
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        remaining = remaining_s()
+        if remaining is None or retry_state.upcoming_sleep < remaining:
+            return False
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        logger.warning(
+            "model call failed, not retrying: the next wait would pass the deadline",
+            extra={
+                "error": type(exc).__name__,
+                "attempt": retry_state.attempt_number,
+                "sleep_s": round(retry_state.upcoming_sleep, 3),
+                "remaining_s": round(max(0.0, remaining), 3),
+            },
+        )
+        return True
 
 
 def _log_retry(state: RetryCallState) -> None:

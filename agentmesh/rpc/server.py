@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -12,12 +13,14 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
+from agentmesh.llm.breaker import BreakerProvider, BreakerRegistry
 from agentmesh.llm.factory import create_provider
 from agentmesh.llm.metered import MeteredProvider
 from agentmesh.llm.provider import LLMProvider
 from agentmesh.logging import configure_logging
 from agentmesh.metrics import listen_host, serve_metrics
-from agentmesh.rpc.interceptors import ServerInterceptor
+from agentmesh.rpc.breaker_health import report_breakers
+from agentmesh.rpc.interceptors import InFlight, ServerInterceptor
 from agentmesh.rpc.metrics_interceptors import ServerMetricsInterceptor
 from agentmesh.rpc.options import SERVER_OPTIONS
 from agentmesh.rpc.reflection import enable_reflection
@@ -39,6 +42,7 @@ class GrpcServer:
     health: HealthServicer
     service_names: Sequence[str]
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    in_flight: InFlight = field(default_factory=InFlight)
 
     async def set_serving(self, serving: bool) -> None:
         status = SERVING if serving else NOT_SERVING
@@ -46,9 +50,18 @@ class GrpcServer:
             await self.health.set(name, status)
 
     async def stop(self, grace: float) -> None:
-        """Health NOT_SERVING first, then let in-flight calls finish within ``grace``, then close clients."""
+        """Health NOT_SERVING first, then let in-flight calls finish within ``grace``, then close clients.
+
+        New application calls are refused (UNAVAILABLE) from the start; health checks still answer NOT_SERVING.
+        The server stops once the last application call is done: health watches (every client's balancer
+        keeps one open) never end by themselves, and must not hold each drain for the whole grace period.
+        """
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        self.in_flight.draining = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self.in_flight.idle()
+        await self.server.stop(None)
         for close in self.on_close:
             await close()
 
@@ -62,7 +75,8 @@ async def start_grpc_server(
 ) -> GrpcServer:
     """Binds ``listen`` (``host:0`` picks a free port), registers health and reflection, and starts."""
     # Tracing outermost, so the request-id interceptor and the handler run inside the call's span.
-    interceptors = [*server_interceptors(), ServerMetricsInterceptor(), ServerInterceptor()]
+    calls = ServerInterceptor()
+    interceptors = [*server_interceptors(), ServerMetricsInterceptor(), calls]
     server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
     register(server)
     health = HealthServicer()
@@ -72,7 +86,7 @@ async def start_grpc_server(
     if port == 0:
         raise RuntimeError(f"could not bind gRPC listen address {listen!r}")
     await server.start()
-    running = GrpcServer(server=server, port=port, health=health, service_names=service_names)
+    running = GrpcServer(server, port, health, service_names, in_flight=calls.in_flight)
     await running.set_serving(serving)
     return running
 
@@ -97,15 +111,19 @@ def run_service(
     settings: GrpcServiceSettings,
     start: Callable[[LLMProvider], Awaitable[GrpcServer]],
 ) -> None:
-    """The body of every ``python -m <service>``: logging, telemetry, one metered provider, serve until signalled."""
+    """The body of every ``python -m <service>``: logging, telemetry, one metered provider behind per-model
+    circuit breakers, serve until signalled."""
     configure_logging(name, settings.log_level, settings.log_format)
     configure_tracing(name, settings)
     serve_metrics(settings.metrics_port, host=listen_host(settings.grpc_listen))
 
     async def serve() -> None:
         prices = settings.prices
-        provider = MeteredProvider(create_provider(settings), name, prices, known_models=prices)
+        breakers = BreakerRegistry(settings.circuit_breaker_failure_threshold, settings.circuit_breaker_timeout)
+        guarded = BreakerProvider(create_provider(settings), breakers)
+        provider = MeteredProvider(guarded, name, prices, known_models=prices)
         running = await start(provider)
+        report_breakers(running.health, breakers)
         running.on_close.append(provider.aclose)
         logger.info(
             "%s serving",

@@ -17,20 +17,36 @@ from agentmesh.v1 import orchestrator_pb2
 from gateway import sse, translate
 from gateway.auth import CurrentPrincipal
 from gateway.dependencies import Orchestrator, Settings
-from gateway.errors import CLIENT_CLOSED_REQUEST, ApiError, rpc_error
+from gateway.errors import CLIENT_CLOSED_REQUEST, ApiError, error_responses, rpc_error
 from gateway.orchestrator_client import RunStream
-from gateway.protocol import ChatCompletion, ChatCompletionRequest, ErrorResponse
+from gateway.protocol import ChatCompletion, ChatCompletionRequest
+from gateway.request_limits import check_request_limits
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["openai"])
 T = TypeVar("T")
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 429, 502, 503, 504)
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "one chat.completion, or with stream: true chat.completion.chunk events ending in [DONE]",
+        # One server-sent event (OpenAPI before 3.2 describes a stream by its events).
+        "content": {
+            "text/event-stream": {
+                "schema": {
+                    "type": "object",
+                    "required": ["data"],
+                    "properties": {
+                        "data": {"type": "string", "description": "a chunk or an {error} as JSON, or [DONE]"}
+                    },
+                }
+            }
+        },
+    },
+    **error_responses(400, 404, 422, 429, 502, 503, 504),
 }
 
 
-@router.post("/v1/chat/completions", response_model=ChatCompletion, responses=_ERRORS)
+@router.post("/v1/chat/completions", response_model=ChatCompletion, responses=_RESPONSES)
 async def create_chat_completion(
     body: ChatCompletionRequest, request: Request, _: CurrentPrincipal, settings: Settings, orchestrator: Orchestrator
 ) -> Response:
@@ -42,6 +58,7 @@ async def create_chat_completion(
             param="model",
             code="model_not_found",
         )
+    check_request_limits(body, max_messages=settings.max_messages, max_total_chars=settings.max_total_chars)
     run_request = translate.to_run_request(body)
     completion_id = f"chatcmpl-{current_request_id() or new_request_id()}"
     created = int(time.time())

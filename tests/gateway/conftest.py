@@ -184,7 +184,14 @@ async def serve_gateway(settings: GatewaySettings) -> AsyncIterator[Gateway]:
     sock.bind(("127.0.0.1", 0))
     sock.listen()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = uvicorn.Config(create_app(settings), log_config=None, ws="none", timeout_graceful_shutdown=1)
+    config = uvicorn.Config(
+        create_app(settings),
+        log_config=None,
+        ws="none",
+        timeout_graceful_shutdown=1,
+        proxy_headers=settings.trust_proxy_headers,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+    )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:

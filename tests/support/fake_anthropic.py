@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
@@ -75,6 +76,9 @@ class Behaviour:
     answer sends an ``event: error`` after ``stream_error_after`` deltas and ends. ``refuse_tool`` answers with text
     (stop_reason ``refusal``) even when a tool is forced. ``stream_drop_after`` cuts the connection after that many
     streamed deltas (uvicorn logs the abort as an application error). Cache token counts of None are sent as null.
+    ``echo`` answers with the whole last user message (plain text only). A scripted behaviour with ``match_text``
+    (a regular expression searched in the last user message) or ``match_model`` is used only by the first request
+    that matches; requests that do not match pass it by.
     """
 
     status: int = 200
@@ -91,18 +95,32 @@ class Behaviour:
     cache_read_input_tokens: int | None = 0
     refuse_tool: bool = False
     stream_drop_after: int | None = None
+    echo: bool = False
+    match_text: str | None = None
+    match_model: str | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Behaviour:
         known = {f.name for f in dataclasses.fields(cls)}
         if unknown := set(data) - known:
             raise ValueError(f"unknown behaviour fields: {sorted(unknown)}")
-        return cls(**data)
+        behaviour = cls(**data)
+        if behaviour.match_text is not None:
+            re.compile(behaviour.match_text)  # a bad pattern fails the control request, not a later API call
+        return behaviour
+
+    def matches(self, body: Mapping[str, Any]) -> bool:
+        if self.match_model is not None and body.get("model") != self.match_model:
+            return False
+        return self.match_text is None or re.search(self.match_text, _last_user_text(body)) is not None
 
 
 @dataclass
 class RecordedRequest:
-    """One request as received, and what was answered (``usage`` only once the answer's usage was sent)."""
+    """One request as received, and what was answered (``usage`` only once the answer's usage was sent).
+
+    ``received_s`` is the fake's ``time.monotonic()`` on arrival: compare it only with other requests' values.
+    """
 
     method: str
     path: str
@@ -112,6 +130,7 @@ class RecordedRequest:
     answer: Any = None
     usage: dict[str, int | None] | None = None
     disconnected: bool = False
+    received_s: float = field(default_factory=time.monotonic)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -253,7 +272,7 @@ class FakeAnthropic:
             record.status = status
             await _send_error(send, status, error_type, message)
             return
-        behaviour = self._next_behaviour()
+        behaviour = self._next_behaviour(record.body)
         await asyncio.sleep(behaviour.latency_s)
         record.status = behaviour.status
         if behaviour.status != 200:
@@ -299,9 +318,13 @@ class FakeAnthropic:
             return 400, "invalid_request_error", "messages: each message needs role 'user' or 'assistant'"
         return None
 
-    def _next_behaviour(self) -> Behaviour:
+    def _next_behaviour(self, body: Mapping[str, Any]) -> Behaviour:
         with self._changed:
-            return self._script.popleft() if self._script else self._default
+            for index, behaviour in enumerate(self._script):
+                if behaviour.matches(body):
+                    del self._script[index]
+                    return behaviour
+            return self._default
 
     async def _control(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = await _read_body(receive)
@@ -385,7 +408,10 @@ def _answer(body: Mapping[str, Any], behaviour: Behaviour) -> _Answer:
         answer.tool_input = behaviour.tool_input if behaviour.tool_input is not None else default_input
         out_chars = len(json.dumps(answer.tool_input))
     else:
-        answer.text = behaviour.text if behaviour.text is not None else ANSWER_PREFIX + asked[:80]
+        if behaviour.text is not None:
+            answer.text = behaviour.text
+        else:
+            answer.text = asked if behaviour.echo else ANSWER_PREFIX + asked[:80]
         out_chars = len(answer.text)
         answer.stop_reason = "refusal" if tool else "end_turn"
     in_chars = len(_text_of(body.get("system", ""))) + sum(len(_text_of(m.get("content"))) for m in body["messages"])

@@ -139,7 +139,14 @@ def process_mesh(
     workdir: Path, env: Mapping[str, str] | None = None, workers: int = 1, jwt_secret: str = "e2e-" + "s" * 40
 ) -> Iterator[ProcessMesh]:
     """All four services as real processes on loopback; yields once the gateway says ready."""
-    common = {"JWT_SECRET_KEY": jwt_secret, "HEALTH_POLL_INTERVAL": "0.2", **(env or {})}
+    common = {
+        "JWT_SECRET_KEY": jwt_secret,
+        "HEALTH_POLL_INTERVAL": "0.2",
+        # Every test talks from 127.0.0.1: keep the limiter in the path, with budgets no test reaches by accident.
+        "RATE_LIMIT_CHAT_COMPLETIONS": "100000/minute",
+        "RATE_LIMIT_DEFAULT": "100000/minute",
+        **(env or {}),
+    }
     grpc_any_port = {"GRPC_LISTEN": "127.0.0.1:0"}
     with ExitStack() as stack:
 

@@ -1,0 +1,33 @@
+"""MAX_MESSAGES and MAX_TOTAL_CHARS: bounds on a chat request that its size in bytes alone does not give."""
+
+from __future__ import annotations
+
+from gateway.errors import ApiError
+from gateway.protocol import ChatCompletionRequest, ChatMessageIn
+
+
+def check_request_limits(body: ChatCompletionRequest, *, max_messages: int, max_total_chars: int) -> None:
+    """Raises a 400 naming the limit: every agent of the mesh reads the whole conversation, so its size is cost."""
+    if len(body.messages) > max_messages:
+        raise ApiError(
+            400,
+            f"too many messages: {len(body.messages)} (this service accepts at most {max_messages})",
+            "invalid_request_error",
+            param="messages",
+            code="too_many_messages",
+        )
+    total = sum(_chars(message) for message in body.messages)
+    if total > max_total_chars:
+        raise ApiError(
+            400,
+            f"the messages have {total} characters in all; this service accepts at most {max_total_chars}",
+            "invalid_request_error",
+            param="messages",
+            code="context_length_exceeded",
+        )
+
+
+def _chars(message: ChatMessageIn) -> int:
+    content = message.content
+    text = len(content) if isinstance(content, str) else sum(len(part.text or "") for part in content or ())
+    return text + len(message.name or "")
