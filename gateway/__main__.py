@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from agentmesh.logging import configure_logging
 from agentmesh.settings import load_settings
+from agentmesh.telemetry import configure_tracing, shutdown_tracing
 from gateway.app import create_app
 from gateway.routes.health import mark_draining
 from gateway.settings import GatewaySettings
@@ -29,7 +30,7 @@ class DrainingServer(uvicorn.Server):
 def main() -> None:
     settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.log_level, settings.log_format)
-    app = create_app(settings)
+    app = create_app(settings, tracer_provider=configure_tracing("gateway", settings))
     config = uvicorn.Config(
         app,
         host=settings.api_host,
@@ -44,7 +45,10 @@ def main() -> None:
         # then runs the lifespan's shutdown, which closes the orchestrator channel.
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_period)),
     )
-    DrainingServer(config, app).run()
+    try:
+        DrainingServer(config, app).run()
+    finally:
+        shutdown_tracing()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
 from starlette.middleware.cors import CORSMiddleware
 
 from agentmesh.request_context import REQUEST_ID_HEADER
@@ -16,6 +18,7 @@ from gateway.auth import AuthMiddleware, TokenVerifier
 from gateway.body_limit import BodySizeLimitMiddleware
 from gateway.dependencies import GatewayState
 from gateway.errors import error_responses, install_error_handlers
+from gateway.http_metrics import HttpMetricsMiddleware
 from gateway.orchestrator_client import ORCHESTRATOR_SERVICE, OrchestratorClient
 from gateway.rate_limit import (
     RateLimiter,
@@ -25,7 +28,7 @@ from gateway.rate_limit import (
     verified_subject,
 )
 from gateway.request_id import RequestIdMiddleware
-from gateway.routes import chat, health, models
+from gateway.routes import chat, health, metrics, models
 from gateway.security_headers import JSON_CSP, SecurityHeadersMiddleware, security_headers
 from gateway.settings import GatewaySettings
 
@@ -42,7 +45,7 @@ CORS_EXPOSED_HEADERS = [
 ]
 
 
-def create_app(settings: GatewaySettings) -> FastAPI:
+def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None = None) -> FastAPI:
     state = GatewayState(settings=settings, started_at=int(time.time()))
     limiter = (
         RateLimiter(settings.rate_limit_storage_uri, settings.rate_limit_chat_completions, settings.rate_limit_default)
@@ -71,6 +74,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(chat.router, responses=EDGE_RESPONSES)
     app.include_router(models.router, responses=EDGE_RESPONSES)
     app.include_router(health.router)
+    app.include_router(metrics.router)
+    # Added last, so it sits just inside the request-id middleware: edge refusals (401, 413, 429) count too.
+    app.add_middleware(HttpMetricsMiddleware, known_paths=lambda: app.openapi()["paths"].keys())
+    app.add_middleware(RequestIdMiddleware)
+    if tracer_provider is not None:
+        # Excluded: probes and scrapes would drown the traces of real requests.
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider, excluded_urls="/health,/metrics")
     return app
 
 
@@ -97,7 +107,6 @@ def _add_edge_middleware(app: FastAPI, settings: GatewaySettings, limiter: RateL
             max_age=600,
         )
     app.add_middleware(SecurityHeadersMiddleware, hsts_max_age=settings.hsts_max_age)
-    app.add_middleware(RequestIdMiddleware)
 
 
 def _log_edge(settings: GatewaySettings) -> None:

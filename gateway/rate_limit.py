@@ -22,6 +22,7 @@ from limits.storage import storage_from_string
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agentmesh import metrics
 from gateway.auth import is_protected, principal_of, route_path
 from gateway.errors import RETRY_AFTER_SECONDS, ApiError
 
@@ -142,6 +143,7 @@ class RateLimitMiddleware:
 
         if not quota.allowed:
             logger.info("rate limited", extra={"limit_kind": self.kind, "status": 429})
+            metrics.rate_limit_rejections.labels(self.kind).inc()
             await self._refusal(quota).response()(scope, receive, send_with_quota)
             return
         await self.app(scope, receive, send_with_quota)
@@ -188,6 +190,7 @@ class StreamConcurrencyMiddleware:
         subject = principal.subject
         if self.open[subject] >= self.limit:
             message = f"too many open chat completions for this token subject (at most {self.limit} at once)"
+            metrics.rate_limit_rejections.labels("concurrency").inc()
             refusal = ApiError(
                 429, message, "rate_limit_error", code="too_many_concurrent_requests", headers={"Retry-After": "1"}
             )

@@ -12,7 +12,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from agentmesh import metrics
-from agentmesh.llm.pricing import PriceTable, cost_usd
+from agentmesh.llm.pricing import PriceTable, cost_usd, price_for
 from agentmesh.llm.provider import (
     Completion,
     InvalidResponse,
@@ -50,6 +50,9 @@ class MeteredProvider:
         self._known_models = {*known_models, *prices}
 
     def _label(self, model: str) -> str:
+        """Models we price or were told about keep their id; anything else is ``other``."""
+        if price_for(model, self._prices) is not None:
+            return model
         return metrics.bounded(model, self._known_models)
 
     def _start(self, prompt: Prompt, operation: str) -> Span:

@@ -12,6 +12,7 @@ import grpc
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from agentmesh import metrics
 from agentmesh.request_context import current_request_id, new_request_id
 from agentmesh.v1 import orchestrator_pb2
 from gateway import sse, translate
@@ -21,6 +22,7 @@ from gateway.errors import CLIENT_CLOSED_REQUEST, ApiError, error_responses, rpc
 from gateway.orchestrator_client import RunStream
 from gateway.protocol import ChatCompletion, ChatCompletionRequest
 from gateway.request_limits import check_request_limits
+from gateway.run_log import RunLog
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["openai"])
@@ -48,7 +50,11 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=_RESPONSES)
 async def create_chat_completion(
-    body: ChatCompletionRequest, request: Request, _: CurrentPrincipal, settings: Settings, orchestrator: Orchestrator
+    body: ChatCompletionRequest,
+    request: Request,
+    principal: CurrentPrincipal,
+    settings: Settings,
+    orchestrator: Orchestrator,
 ) -> Response:
     if body.model != settings.service_model_name:
         raise ApiError(
@@ -63,48 +69,62 @@ async def create_chat_completion(
     completion_id = f"chatcmpl-{current_request_id() or new_request_id()}"
     created = int(time.time())
     show_progress = settings.stream_progress == "reasoning"
+    run_log = RunLog(principal.subject, body.stream)
     stream = orchestrator.run(run_request)
     try:
         # Wait for the first event before any status line, so that early failures get a real HTTP status.
         first = await _unless_disconnected(request, stream.next_event())
         rest = [] if body.stream or first is None else await _unless_disconnected(request, _rest(stream))
     except grpc.aio.AioRpcError as exc:
+        run_log.finish(exc.code().name)
         raise rpc_error(exc) from None
     except BaseException:
+        run_log.finish("cancelled")
         stream.cancel()
         raise
     if body.stream:
         chunks = translate.ChunkStream(completion_id, created, body.model, show_progress, body.include_usage)
-        relay = _relay(stream, first, chunks)
+        relay = _relay(stream, first, chunks, run_log)
         return sse.EventStreamResponse(sse.with_keepalive(relay, settings.sse_keepalive_seconds))
     events = [first, *rest] if first is not None else []
+    for event in events:
+        run_log.observe(event)
+    run_log.finish("ok")
     result = translate.completion(completion_id, created, body.model, events, show_progress)
     return JSONResponse(result.model_dump())
 
 
 async def _relay(
-    stream: RunStream, first: orchestrator_pb2.RunEvent | None, chunks: translate.ChunkStream
+    stream: RunStream, first: orchestrator_pb2.RunEvent | None, chunks: translate.ChunkStream, run_log: RunLog
 ) -> AsyncGenerator[bytes, None]:
     """The SSE body: after the first byte an error becomes one error event, and [DONE] always ends it."""
+    outcome = "ok"
+    metrics.streams_in_flight.inc()
     try:
         for chunk in chunks.start():
             yield sse.event(chunk)
         event = first
         while event is not None:
+            run_log.observe(event)
             for chunk in chunks.on_event(event):
                 yield sse.event(chunk)
             event = await stream.next_event()
         for chunk in chunks.finish():
             yield sse.event(chunk)
     except grpc.aio.AioRpcError as exc:
+        outcome = exc.code().name
         yield sse.event(rpc_error(exc).body())
     except (asyncio.CancelledError, GeneratorExit):
+        outcome = "cancelled"
         logger.info("client closed the stream (499)", extra={"status": CLIENT_CLOSED_REQUEST})
         raise
     except Exception:
+        outcome = "error"
         logger.exception("stream failed")
         yield sse.event(ApiError(500, "internal error while streaming", "server_error").body())
     finally:
+        metrics.streams_in_flight.dec()
+        run_log.finish(outcome)
         stream.cancel()
     yield sse.DONE
 

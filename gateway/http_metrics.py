@@ -1,0 +1,46 @@
+"""Counts and times every HTTP request by route template (never the raw path), streams until their end."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agentmesh import metrics
+
+
+class HttpMetricsMiddleware:
+    """Pure ASGI: observes the status line and the end of the body, buffers nothing."""
+
+    def __init__(self, app: ASGIApp, known_paths: Callable[[], Collection[str]]) -> None:
+        self.app = app
+        self._known_paths = known_paths
+        self._known: frozenset[str] | None = None
+
+    def _route(self, scope: Scope) -> str:
+        # Read on first use: FastAPI includes routers lazily, so the paths exist only once the app is built.
+        if self._known is None:
+            self._known = frozenset(self._known_paths())
+        path = scope.get("path", "")
+        return path if path in self._known else metrics.OTHER
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        status = 500  # what the server answers if the app fails before starting a response
+
+        async def observe(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            route, method = self._route(scope), scope["method"]
+            metrics.http_requests.labels(route, method, str(status)).inc()
+            metrics.http_duration.labels(route, method).observe(time.monotonic() - started)
