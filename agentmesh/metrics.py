@@ -125,3 +125,11 @@ def serve_metrics(port: int, host: str = "0.0.0.0") -> None:
     """Serves this process's registry on ``port`` (0 disables) in a background thread."""
     if port:
         start_http_server(port, addr=host, registry=REGISTRY)
+
+
+BREAKER_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+def export_breaker_state(model: str, state: str) -> None:
+    """Breakers exist per configured model (a bounded set), created on their first call."""
+    circuit_breaker_state.labels(model).set(BREAKER_STATE_VALUES[state])

@@ -18,7 +18,7 @@ from agentmesh.llm.factory import create_provider
 from agentmesh.llm.metered import MeteredProvider
 from agentmesh.llm.provider import LLMProvider
 from agentmesh.logging import configure_logging
-from agentmesh.metrics import listen_host, serve_metrics
+from agentmesh.metrics import export_breaker_state, listen_host, serve_metrics
 from agentmesh.rpc.breaker_health import report_breakers
 from agentmesh.rpc.interceptors import InFlight, ServerInterceptor
 from agentmesh.rpc.metrics_interceptors import ServerMetricsInterceptor
@@ -124,6 +124,8 @@ def run_service(
         provider = MeteredProvider(guarded, name, prices, known_models=prices)
         running = await start(provider)
         report_breakers(running.health, breakers)
+        breakers.on_create.append(lambda breaker: export_breaker_state(breaker.name, breaker.state))
+        breakers.listeners.append(lambda breaker, _old, new: export_breaker_state(breaker.name, new))
         running.on_close.append(provider.aclose)
         logger.info(
             "%s serving",

@@ -218,6 +218,8 @@ def test_repeated_failures_open_the_breaker_and_later_calls_fail_fast(
     assert "retry-after" in response.headers
     assert _orchestrator_health(strict, health_name(DEFAULT_ORCHESTRATOR_MODEL)) == "NOT_SERVING"
     assert _orchestrator_health(strict, ORCHESTRATOR_SERVICE) == "SERVING"  # one model's breaker, not the service
+    scraped = httpx.get(f"http://127.0.0.1:{strict.orchestrator.metrics_port}/", timeout=10).text
+    assert f'agentmesh_circuit_breaker_state{{model="{DEFAULT_ORCHESTRATOR_MODEL}"}} 2.0' in scraped  # 2 = open
 
 
 # -- cancellation --
