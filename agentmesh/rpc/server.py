@@ -8,6 +8,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -24,7 +25,7 @@ from agentmesh.rpc.interceptors import InFlight, ServerInterceptor
 from agentmesh.rpc.metrics_interceptors import ServerMetricsInterceptor
 from agentmesh.rpc.options import SERVER_OPTIONS
 from agentmesh.rpc.reflection import enable_reflection
-from agentmesh.settings import GrpcServiceSettings
+from agentmesh.settings import GrpcServiceSettings, load_settings
 from agentmesh.telemetry import configure_tracing, server_interceptors, shutdown_tracing
 
 logger = logging.getLogger(__name__)
@@ -106,13 +107,13 @@ async def serve_until_signalled(running: GrpcServer, grace: float) -> None:
         task.cancel()
 
 
-def run_service(
-    name: str,
-    settings: GrpcServiceSettings,
-    start: Callable[[LLMProvider], Awaitable[GrpcServer]],
-) -> None:
+S = TypeVar("S", bound=GrpcServiceSettings)
+
+
+def run_service(name: str, settings_class: type[S], start: Callable[[S, LLMProvider], Awaitable[GrpcServer]]) -> None:
     """The body of every ``python -m <service>``: logging, telemetry, one metered provider behind per-model
     circuit breakers, serve until signalled."""
+    settings = load_settings(settings_class)
     configure_logging(name, settings.log_level, settings.log_format)
     configure_tracing(name, settings)
     serve_metrics(settings.metrics_port, host=listen_host(settings.grpc_listen))
@@ -122,7 +123,7 @@ def run_service(
         breakers = BreakerRegistry(settings.circuit_breaker_failure_threshold, settings.circuit_breaker_timeout)
         guarded = BreakerProvider(create_provider(settings), breakers)
         provider = MeteredProvider(guarded, name, prices, known_models=prices)
-        running = await start(provider)
+        running = await start(settings, provider)
         report_breakers(running.health, breakers)
         breakers.on_create.append(lambda breaker: export_breaker_state(breaker.name, breaker.state))
         breakers.listeners.append(lambda breaker, _old, new: export_breaker_state(breaker.name, new))
