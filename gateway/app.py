@@ -79,8 +79,11 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None
     app.add_middleware(HttpMetricsMiddleware, known_paths=lambda: app.openapi()["paths"].keys())
     app.add_middleware(RequestIdMiddleware)
     if tracer_provider is not None:
-        # Excluded: probes and scrapes would drown the traces of real requests.
-        FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider, excluded_urls="/health,/metrics")
+        # Excluded: probes and scrapes would drown the traces of real requests, and a span per ASGI message
+        # (one per SSE chunk) would cost more than the request itself.
+        FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=tracer_provider, excluded_urls="/health,/metrics", exclude_spans=["receive", "send"]
+        )
     return app
 
 
