@@ -2,8 +2,9 @@
 
 Three runs: tracing on with every span exported over OTLP/HTTP to a receiver in this process (which
 decodes them, on the same two cores); tracing on with no exporter (the default: spans and trace ids in
-logs, nothing sent); and OTEL_SDK_DISABLED=true. Prometheus metrics and JSON logs are on in all three. Offline model with zero latency and rate limits off, so the figures
-are the mesh's own cost. Requests are non-streaming, sent by a pool of concurrent clients.
+logs, nothing sent); and OTEL_SDK_DISABLED=true. Prometheus metrics and JSON logs are on in all three.
+Offline model with zero latency and rate limits off, so the figures are the mesh's own cost. Requests
+are non-streaming, sent by a pool of concurrent clients.
 
     .venv/bin/python -m bench.instrumentation_overhead [--requests 1000] [--concurrency 8]
 """
