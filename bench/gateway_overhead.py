@@ -24,12 +24,14 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import cast
 
 import httpx
 import uvicorn
 
 from agentmesh.logging import configure_logging
 from agentmesh.settings import load_settings
+from gateway.__main__ import uvicorn_config
 from gateway.app import create_app
 from gateway.auth import AuthMiddleware, Principal, _principal
 from gateway.settings import GatewaySettings
@@ -55,19 +57,10 @@ def serve_without_auth_and_limits() -> None:
     settings = load_settings(GatewaySettings).model_copy(update={"rate_limit_enabled": False})
     configure_logging("gateway-bare", settings.log_level, settings.log_format)
     app = create_app(settings)
-    app.user_middleware = [m for m in app.user_middleware if m.cls is not AuthMiddleware]
+    app.user_middleware = [m for m in app.user_middleware if cast(object, m.cls) is not AuthMiddleware]
     app.dependency_overrides[_principal] = lambda: Principal(subject="bench", claims={})
-    # As gateway.__main__ configures uvicorn (without its drain-on-signal subclass, which costs nothing per request).
-    config = uvicorn.Config(
-        app,
-        host=settings.api_host,
-        port=settings.api_port,
-        log_config=None,
-        ws="none",
-        proxy_headers=settings.trust_proxy_headers,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-    )
-    uvicorn.Server(config).run()
+    # gateway.__main__'s config, without its drain-on-signal subclass (which costs nothing per request).
+    uvicorn.Server(uvicorn_config(app, settings)).run()
 
 
 def _time(client: httpx.Client, method: str, path: str, samples: list[float]) -> None:

@@ -27,11 +27,8 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def main() -> None:
-    settings = load_settings(GatewaySettings)
-    configure_logging("gateway", settings.log_level, settings.log_format)
-    app = create_app(settings, tracer_provider=configure_tracing("gateway", settings))
-    config = uvicorn.Config(
+def uvicorn_config(app: FastAPI, settings: GatewaySettings) -> uvicorn.Config:
+    return uvicorn.Config(
         app,
         host=settings.api_host,
         port=settings.api_port,
@@ -45,8 +42,14 @@ def main() -> None:
         # then runs the lifespan's shutdown, which closes the orchestrator channel.
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_period)),
     )
+
+
+def main() -> None:
+    settings = load_settings(GatewaySettings)
+    configure_logging("gateway", settings.log_level, settings.log_format)
+    app = create_app(settings, tracer_provider=configure_tracing("gateway", settings))
     try:
-        DrainingServer(config, app).run()
+        DrainingServer(uvicorn_config(app, settings), app).run()
     finally:
         shutdown_tracing()
 

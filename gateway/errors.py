@@ -73,6 +73,13 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 _RETRY = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+
+def service_unavailable(message: str, code: str) -> ApiError:
+    """A 503 that tells the client when to try again."""
+    return ApiError(503, message, "service_unavailable_error", code=code, headers=dict(_RETRY))
+
+
 # gRPC status -> (HTTP status, OpenAI error type, extra headers)
 _RPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str, Mapping[str, str]]] = {
     grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request_error", {}),

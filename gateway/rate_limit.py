@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentmesh import metrics
 from gateway.auth import is_protected, principal_of, route_path
-from gateway.errors import RETRY_AFTER_SECONDS, ApiError
+from gateway.errors import ApiError, service_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -161,13 +161,7 @@ class RateLimitMiddleware:
 
 def _storage_unavailable() -> ApiError:
     # Fail closed: an unreachable budget must not turn into unlimited model spending.
-    return ApiError(
-        503,
-        "the rate limiter's storage is unavailable",
-        "service_unavailable_error",
-        code="rate_limiter_unavailable",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
+    return service_unavailable("the rate limiter's storage is unavailable", "rate_limiter_unavailable")
 
 
 class StreamConcurrencyMiddleware:

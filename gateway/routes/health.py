@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI, Request
 
 from gateway.dependencies import Orchestrator
-from gateway.errors import RETRY_AFTER_SECONDS, ApiError
+from gateway.errors import service_unavailable
 from gateway.protocol import ErrorResponse
 
 router = APIRouter(tags=["health"])
@@ -24,19 +24,7 @@ def mark_draining(app: FastAPI) -> None:
 @router.get("/health/ready", responses={503: {"model": ErrorResponse}})
 async def ready(request: Request, orchestrator: Orchestrator) -> dict[str, str]:
     if getattr(request.app.state, "draining", False):
-        raise ApiError(
-            503,
-            "the gateway is shutting down",
-            "service_unavailable_error",
-            code="draining",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+        raise service_unavailable("the gateway is shutting down", "draining")
     if not await orchestrator.ready():
-        raise ApiError(
-            503,
-            "the orchestrator is not serving",
-            "service_unavailable_error",
-            code="orchestrator_not_ready",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
+        raise service_unavailable("the orchestrator is not serving", "orchestrator_not_ready")
     return {"status": "ready"}

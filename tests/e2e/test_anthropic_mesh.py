@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from tests.e2e.conftest import mint_token
-from tests.support.fake_anthropic import FakeAnthropicProcess, spawn_fake_anthropic
+from tests.support.fake_anthropic import FakeAnthropicProcess, agent_of, spawn_fake_anthropic
 from tests.support.processes import ProcessMesh, process_mesh
 
 pytestmark = pytest.mark.e2e
@@ -47,13 +47,6 @@ def token(mesh: ProcessMesh, fake: FakeAnthropicProcess) -> str:
     return mint_token(mesh.jwt_secret)
 
 
-def _agent_of(request: dict[str, Any]) -> str:
-    body = request["body"]
-    if body.get("tool_choice", {}).get("name") == "plan":
-        return "orchestrator"
-    return "synthesizer" if body.get("stream") else "worker"
-
-
 def _cost(model: str, usage: dict[str, Any]) -> float:
     input_price, output_price = PRICES[model]
     return (usage["input_tokens"] * input_price + usage["output_tokens"] * output_price) / 1_000_000
@@ -76,12 +69,12 @@ def test_streamed_answer_usage_and_cost_match_what_the_api_reported(
     assert answer.startswith("fake answer: ")
 
     upstream = fake.requests()
-    assert sorted(_agent_of(r) for r in upstream) == ["orchestrator", "synthesizer", "worker", "worker"]
+    assert sorted(agent_of(r) for r in upstream) == ["orchestrator", "synthesizer", "worker", "worker"]
     for request in upstream:
         assert request["headers"]["x-request-id"] == "anthropic-e2e-1"
         assert API_KEY in request["headers"].get("authorization", "") + request["headers"].get("x-api-key", "")
         assert "temperature" not in request["body"]
-    (plan_request,) = [r for r in upstream if _agent_of(r) == "orchestrator"]
+    (plan_request,) = [r for r in upstream if agent_of(r) == "orchestrator"]
     assert plan_request["body"]["model"] == ORCHESTRATOR_MODEL
     assert plan_request["body"]["tool_choice"] == {"type": "tool", "name": "plan"}
 
@@ -89,7 +82,7 @@ def test_streamed_answer_usage_and_cost_match_what_the_api_reported(
     assert usage is not None
     agents = {a["agent"]: a for a in (usage.model_extra or {})["agents"]}
     for agent in ("orchestrator", "worker", "synthesizer"):
-        reported = [r for r in upstream if _agent_of(r) == agent]
+        reported = [r for r in upstream if agent_of(r) == agent]
         assert agents[agent]["input_tokens"] == sum(r["usage"]["input_tokens"] for r in reported)
         assert agents[agent]["output_tokens"] == sum(r["usage"]["output_tokens"] for r in reported)
         expected_cost = sum(_cost(r["body"]["model"], r["usage"]) for r in reported)
@@ -105,7 +98,7 @@ def test_an_overloaded_api_is_retried_and_the_user_gets_a_normal_answer(
     client = openai.OpenAI(base_url=f"{mesh.base_url}/v1", api_key=token, max_retries=0, timeout=60)
     completion = client.chat.completions.create(model="agentmesh", messages=[{"role": "user", "content": "hi"}])
     assert (completion.choices[0].message.content or "").startswith("fake answer: ")
-    planning = [r for r in fake.requests() if _agent_of(r) == "orchestrator"]
+    planning = [r for r in fake.requests() if agent_of(r) == "orchestrator"]
     assert [r["status"] for r in planning] == [529, 200]
 
 

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import mint_token
-from tests.support.fake_anthropic import FakeAnthropicProcess, spawn_fake_anthropic
+from tests.support.fake_anthropic import FakeAnthropicProcess, agent_of, spawn_fake_anthropic
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan, otlp_receiver
 from tests.support.processes import ProcessMesh, ServiceProcess, process_mesh
 
@@ -57,13 +57,6 @@ def _chat(mesh: ProcessMesh, request_id: str, subject: str = "operator-test") ->
     return dict(response.json())
 
 
-def _agent_of(request: dict[str, Any]) -> str:
-    body = request["body"]
-    if body.get("tool_choice", {}).get("name") == "plan":
-        return "orchestrator"
-    return "synthesizer" if body.get("stream") else "worker"
-
-
 def _one_trace(spans: list[ReceivedSpan]) -> list[ReceivedSpan] | None:
     """The trace holding all four LLM calls of the request, once all its spans have arrived (root included)."""
     for trace_id in {s.trace_id for s in spans if s.name.startswith("llm.")}:
@@ -96,7 +89,7 @@ def test_one_request_is_one_trace_across_all_four_services(
         ]
         assert server_spans and all(by_id[s.parent_span_id].service == "agentmesh-orchestrator" for s in server_spans)
     # LLM spans carry the tokens the API reported.
-    reported = {(_agent_of(r), r["usage"]["input_tokens"], r["usage"]["output_tokens"]) for r in fake.requests()}
+    reported = {(agent_of(r), r["usage"]["input_tokens"], r["usage"]["output_tokens"]) for r in fake.requests()}
     llm_spans = {
         (
             str(s.attributes["agentmesh.agent"]),
@@ -135,7 +128,7 @@ def test_metrics_of_every_process_move_by_what_the_request_did(mesh: ProcessMesh
         return _value(after[process], name, **labels) - _value(before[process], name, **labels)
 
     for agent, service in (("orchestrator", "orchestrator"), ("worker", "worker"), ("synthesizer", "synthesizer")):
-        calls = [r for r in upstream if _agent_of(r) == agent]
+        calls = [r for r in upstream if agent_of(r) == agent]
         model = calls[0]["body"]["model"]
         for direction, key in (("input", "input_tokens"), ("output", "output_tokens")):
             expected = sum(r["usage"][key] for r in calls)

@@ -580,6 +580,14 @@ def server_config(app: FakeAnthropic, *, own_logging: bool = False) -> uvicorn.C
     )
 
 
+def agent_of(request: Mapping[str, Any]) -> str:
+    """Which agent made a recorded request: the forced plan tool is the orchestrator, a stream the synthesizer."""
+    body = request["body"]
+    if body.get("tool_choice", {}).get("name") == "plan":
+        return "orchestrator"
+    return "synthesizer" if body.get("stream") else "worker"
+
+
 @dataclass
 class FakeAnthropicProcess:
     """The fake running as a child process, with its control API."""
