@@ -93,7 +93,10 @@ llm_unpriced_calls = Counter(
 )
 
 subtasks = Counter(
-    "agentmesh_subtasks_total", "Subtasks by outcome: ok, failed, skipped.", ["outcome"], registry=REGISTRY
+    "agentmesh_subtasks_total",
+    "Subtasks by outcome: ok, failed, skipped, timed_out, over_budget.",
+    ["outcome"],
+    registry=REGISTRY,
 )
 plan_size = Histogram(
     "agentmesh_plan_subtasks", "Subtasks per plan.", buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64), registry=REGISTRY

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentmesh.llm.pricing import PriceTable, load_prices
+from agentmesh.rpc.options import DEFAULT_MAX_CONNECTION_AGE_S, server_options
 
 ProviderName = Literal["anthropic", "offline"]
 
@@ -35,7 +36,9 @@ class CommonSettings(BaseSettings):
     otel_service_name: str | None = None
     otel_exporter_otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP base URL; unset: no export")
     otel_sdk_disabled: bool = False
-    shutdown_grace_period: float = Field(default=10.0, ge=0, description="seconds")
+    shutdown_grace_period: float = Field(
+        default=125.0, ge=0, description="seconds open calls may take to finish after SIGTERM (fits a whole run)"
+    )
     retry_max_attempts: int = Field(default=3, ge=1, le=10)
     retry_exponential_multiplier: float = Field(default=0.5, gt=0, description="seconds")
     retry_exponential_max: float = Field(default=8.0, gt=0, description="seconds")
@@ -69,6 +72,20 @@ class CommonSettings(BaseSettings):
 class GrpcServiceSettings(CommonSettings):
     grpc_listen: str
     metrics_port: int = Field(ge=0, le=65535, description="Prometheus endpoint; 0 turns it off")
+    grpc_max_connection_age: float = Field(
+        default=DEFAULT_MAX_CONNECTION_AGE_S,
+        ge=0,
+        description="seconds before a client is asked to reconnect (new replicas then get traffic); 0: never",
+    )
+    grpc_max_connection_age_grace: float = Field(
+        default=0.0,
+        ge=0,
+        description="seconds calls in flight on an aged connection may still take; 0: no limit (deadlines bound them)",
+    )
+
+    @property
+    def server_options(self) -> list[tuple[str, int]]:
+        return server_options(self.grpc_max_connection_age, self.grpc_max_connection_age_grace)
 
 
 S = TypeVar("S", bound=BaseSettings)

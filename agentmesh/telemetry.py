@@ -9,7 +9,7 @@ from __future__ import annotations
 import grpc
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor, filters
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, filters
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -40,18 +40,17 @@ def shutdown_tracing() -> None:
         _provider.shutdown()
 
 
-# Health and reflection stay untraced: they are noise in traces, and the aio server interceptor
-# cannot wrap the health servicer's Watch (a coroutine that writes, not an async generator), which
-# would break client-side health checking. The instrumentation package ships without type hints.
+# Health and reflection stay untraced: they are noise in traces. The instrumentation package ships without
+# type hints. Server spans come from our own interceptor (agentmesh.rpc.interceptors): the package's aio
+# server interceptor wraps streams in an async generator, which grpc.aio abandons unclosed on cancellation.
 _TRACED = filters.negate(
     filters.any_of(filters.service_prefix("grpc.health"), filters.service_prefix("grpc.reflection"))
 )
 
 
-def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
-    if _provider is None:
-        return []
-    return [aio_server_interceptor(tracer_provider=_provider, filter_=_TRACED)]  # type: ignore[no-untyped-call]
+def server_tracer() -> trace.Tracer | None:
+    """The tracer of the server interceptor's spans, or None when tracing is off."""
+    return None if _provider is None else _provider.get_tracer("agentmesh.rpc")
 
 
 def client_interceptors() -> list[grpc.aio.ClientInterceptor]:

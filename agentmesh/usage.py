@@ -51,3 +51,8 @@ def summarize(usages: Iterable[common_pb2.Usage]) -> orchestrator_pb2.UsageSumma
         cost_usd=sum(u.cost_usd for u in by_agent if u.priced),
         fully_priced=all(u.priced for u in by_agent),
     )
+
+
+def outcome_name(outcome: common_pb2.SubtaskOutcome.ValueType) -> str:
+    """``ok``, ``failed``, ``skipped``, ``timed_out``, ``over_budget``: the contract's enum without its prefix."""
+    return common_pb2.SubtaskOutcome.Name(outcome).removeprefix("SUBTASK_OUTCOME_").lower()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
+import socket
 from types import FrameType
 
 import uvicorn
@@ -14,17 +18,41 @@ from gateway.app import create_app
 from gateway.routes.health import mark_draining
 from gateway.settings import GatewaySettings
 
+logger = logging.getLogger(__name__)
+
+
+# Time runs ended at the end of the grace period get to send their error event and [DONE] before uvicorn cancels.
+END_OF_RUNS_MARGIN_S = 2.0
+
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn, with readiness turning 503 as soon as a stop signal arrives."""
+    """uvicorn, draining instead of cutting: on SIGTERM readiness turns 503 while the gateway still accepts for
+    SHUTDOWN_DRAIN_DELAY (balancers take a moment to notice), then it stops accepting and open runs have
+    SHUTDOWN_GRACE_PERIOD to finish; any still open then ends with an error event and [DONE], and is logged."""
 
-    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+    def __init__(self, config: uvicorn.Config, app: FastAPI, settings: GatewaySettings) -> None:
         super().__init__(config)
         self._app = app
+        self._drain_delay = settings.shutdown_drain_delay
+        self._grace = settings.shutdown_grace_period
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         mark_draining(self._app)
         super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        logger.info("draining", extra={"drain_delay_s": self._drain_delay, "grace_s": self._grace})
+        await asyncio.sleep(self._drain_delay)
+        timer = asyncio.get_running_loop().call_later(self._grace, self._end_open_runs)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            timer.cancel()
+
+    def _end_open_runs(self) -> None:
+        orchestrator = self._app.state.gateway.orchestrator
+        ended = orchestrator.end_open_runs() if orchestrator is not None else 0
+        logger.warning("shutdown grace period over: ended the runs still open", extra={"runs": ended})
 
 
 def uvicorn_config(app: FastAPI, settings: GatewaySettings) -> uvicorn.Config:
@@ -38,9 +66,9 @@ def uvicorn_config(app: FastAPI, settings: GatewaySettings) -> uvicorn.Config:
         # The client IP (per-IP rate limits) is the socket peer unless TRUST_PROXY_HEADERS names proxies to believe.
         proxy_headers=settings.trust_proxy_headers,
         forwarded_allow_ips=settings.forwarded_allow_ips,
-        # On SIGTERM uvicorn stops accepting, lets in-flight requests finish within the grace period,
-        # then runs the lifespan's shutdown, which closes the orchestrator channel.
-        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_period)),
+        # After SIGTERM (see DrainingServer) in-flight requests get the grace period, then the lifespan's
+        # shutdown closes the orchestrator channel.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_period + END_OF_RUNS_MARGIN_S),
     )
 
 
@@ -49,7 +77,7 @@ def main() -> None:
     configure_logging("gateway", settings.log_level, settings.log_format)
     app = create_app(settings, tracer_provider=configure_tracing("gateway", settings))
     try:
-        DrainingServer(uvicorn_config(app, settings), app).run()
+        DrainingServer(uvicorn_config(app, settings), app, settings).run()
     finally:
         shutdown_tracing()
 

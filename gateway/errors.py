@@ -102,6 +102,11 @@ def rpc_error(exc: grpc.aio.AioRpcError) -> ApiError:
     return ApiError(status, message, type_, code=code.name.lower(), headers=headers)
 
 
+def shutting_down() -> ApiError:
+    """A run the gateway ended because its shutdown grace period ran out: the client may retry elsewhere."""
+    return service_unavailable("the gateway is shutting down and ended this run; retry the request", "shutting_down")
+
+
 def _type_for_status(status: int) -> str:
     if status == 401:
         return "authentication_error"

@@ -112,12 +112,21 @@ class AgentUsage(BaseModel):
     calls: int
 
 
+class UnfinishedSubtask(BaseModel):
+    id: str
+    outcome: str = Field(description="failed, skipped, timed_out or over_budget")
+    reason: str
+
+
 class CompletionUsage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     cost_usd: float | None = Field(description="US dollars; null when not every agent's model is priced")
     agents: list[AgentUsage]
+    failed_subtasks: list[UnfinishedSubtask] = Field(
+        default_factory=list, description="subtasks the answer was written without, and why"
+    )
 
 
 class AssistantMessage(BaseModel):

@@ -6,7 +6,8 @@ import logging
 import time
 from typing import Any
 
-from agentmesh.v1 import orchestrator_pb2
+from agentmesh.usage import summarize
+from agentmesh.v1 import common_pb2, orchestrator_pb2
 
 logger = logging.getLogger("gateway.requests")
 
@@ -21,14 +22,22 @@ class RunLog:
         self._subtasks = 0
         self._failed: list[str] = []
         self._summary: orchestrator_pb2.UsageSummary | None = None
+        # What the calls seen so far cost, for a run that ends before its usage summary arrives.
+        self._usages: list[common_pb2.Usage] = []
         self._done = False
 
     def observe(self, event: orchestrator_pb2.RunEvent) -> None:
         kind = event.WhichOneof("event")
         if kind == "plan":
             self._subtasks = len(event.plan.subtasks)
-        elif kind == "subtask_finished" and event.subtask_finished.error:
-            self._failed.append(event.subtask_finished.subtask_id)
+            if event.plan.HasField("usage"):
+                self._usages.append(event.plan.usage)
+        elif kind == "subtask_finished":
+            finished = event.subtask_finished
+            if finished.HasField("usage"):
+                self._usages.append(finished.usage)
+            if finished.error:
+                self._failed.append(finished.subtask_id)
         elif kind == "usage":
             self._summary = event.usage
 
@@ -44,8 +53,8 @@ class RunLog:
             "failed_subtasks": self._failed,
             "duration_ms": int((time.monotonic() - self._started) * 1000),
         }
-        if self._summary is not None:
-            summary = self._summary
+        summary = self._summary or (summarize(self._usages) if self._usages else None)
+        if summary is not None:
             fields |= {
                 "input_tokens": summary.input_tokens,
                 "output_tokens": summary.output_tokens,

@@ -42,6 +42,16 @@ class GatewaySettings(CommonSettings):
     stream_progress: Literal["reasoning", "none"] = "reasoning"
     request_timeout: float = Field(default=120.0, gt=0, description="seconds; the deadline of Orchestrator.Run")
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
+    stream_start_wait: float = Field(
+        default=1.0,
+        ge=0,
+        description="seconds a streamed request waits for the run's first event before its status line is sent",
+    )
+    shutdown_drain_delay: float = Field(
+        default=3.0,
+        ge=0,
+        description="seconds the gateway keeps accepting after SIGTERM while readiness says 503",
+    )
     max_request_body_size: int = Field(default=1_048_576, gt=0, description="bytes")
     max_messages: int = Field(default=256, gt=0, description="messages per chat request")
     max_total_chars: int = Field(default=400_000, gt=0, description="characters of all messages of a chat request")

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentmesh.usage import outcome_name
 from agentmesh.v1 import common_pb2, orchestrator_pb2
 from gateway.protocol import (
     AgentUsage,
@@ -15,6 +16,7 @@ from gateway.protocol import (
     ChatMessageIn,
     Choice,
     CompletionUsage,
+    UnfinishedSubtask,
 )
 
 # OpenAI's "developer" role is the newer name of "system".
@@ -68,9 +70,22 @@ def _text_of(message: ChatMessageIn, index: int) -> str:
     return "\n".join(texts)
 
 
-def usage_object(summary: orchestrator_pb2.UsageSummary | None) -> CompletionUsage:
+def unfinished(finished: orchestrator_pb2.SubtaskFinished) -> UnfinishedSubtask | None:
+    """The subtask as the usage object lists it when it did not succeed; None when it did."""
+    outcome = finished.outcome
+    if outcome == common_pb2.SUBTASK_OUTCOME_UNSPECIFIED:  # an orchestrator older than the outcome field
+        outcome = common_pb2.SUBTASK_OUTCOME_FAILED if finished.error else common_pb2.SUBTASK_OUTCOME_OK
+    if outcome == common_pb2.SUBTASK_OUTCOME_OK:
+        return None
+    return UnfinishedSubtask(id=finished.subtask_id, outcome=outcome_name(outcome), reason=finished.error)
+
+
+def usage_object(
+    summary: orchestrator_pb2.UsageSummary | None, failed: Iterable[UnfinishedSubtask] = ()
+) -> CompletionUsage:
     summary = summary or orchestrator_pb2.UsageSummary()
     return CompletionUsage(
+        failed_subtasks=list(failed),
         prompt_tokens=summary.input_tokens,
         completion_tokens=summary.output_tokens,
         total_tokens=summary.input_tokens + summary.output_tokens,
@@ -116,9 +131,11 @@ class Progress:
 
     def _finished(self, finished: orchestrator_pb2.SubtaskFinished) -> str:
         title = self.titles.get(finished.subtask_id, finished.subtask_id)
-        if finished.error:
-            return f"✗ {title} failed: {finished.error}\n"
-        return f"✓ {title} done in {finished.duration_ms / 1000:.1f} s\n"
+        missing = unfinished(finished)
+        if missing is None:
+            return f"✓ {title} done in {finished.duration_ms / 1000:.1f} s\n"
+        said = {"timed_out": "did not finish in time", "over_budget": "left out (cost cap)"}
+        return f"✗ {title} {said.get(missing.outcome, missing.outcome)}: {finished.error}\n"
 
 
 @dataclass
@@ -132,6 +149,7 @@ class ChunkStream:
     include_usage: bool
     progress: Progress = field(default_factory=Progress)
     usage: orchestrator_pb2.UsageSummary | None = None
+    failed: list[UnfinishedSubtask] = field(default_factory=list)
 
     def start(self) -> list[dict[str, Any]]:
         return [self._chunk({"role": "assistant", "content": ""})]
@@ -143,6 +161,8 @@ class ChunkStream:
         if kind == "usage":
             self.usage = event.usage
             return []
+        if kind == "subtask_finished" and (missing := unfinished(event.subtask_finished)) is not None:
+            self.failed.append(missing)
         text = self.progress.describe(event)
         if text is None or not self.show_progress:
             return []
@@ -152,7 +172,7 @@ class ChunkStream:
     def finish(self) -> list[dict[str, Any]]:
         chunks = [self._chunk({}, finish_reason="stop")]
         if self.include_usage:
-            chunks.append({**self._base(), "choices": [], "usage": usage_object(self.usage).model_dump()})
+            chunks.append({**self._base(), "choices": [], "usage": usage_object(self.usage, self.failed).model_dump()})
         return chunks
 
     def _chunk(self, delta: dict[str, str], finish_reason: str | None = None) -> dict[str, Any]:
@@ -176,6 +196,7 @@ def completion(
     content: list[str] = []
     reasoning: list[str] = []
     usage: orchestrator_pb2.UsageSummary | None = None
+    failed: list[UnfinishedSubtask] = []
     for event in events:
         kind = event.WhichOneof("event")
         if kind == "text_delta":
@@ -184,6 +205,8 @@ def completion(
             usage = event.usage
         elif (text := progress.describe(event)) is not None:
             reasoning.append(text)
+        if kind == "subtask_finished" and (missing := unfinished(event.subtask_finished)) is not None:
+            failed.append(missing)
     message = AssistantMessage(
         content="".join(content), reasoning_content="".join(reasoning) if show_progress and reasoning else None
     )
@@ -192,5 +215,5 @@ def completion(
         created=created,
         model=model,
         choices=[Choice(index=0, message=message, finish_reason="stop")],
-        usage=usage_object(usage),
+        usage=usage_object(usage, failed),
     )

@@ -29,6 +29,8 @@ class Downstream:
         self.worker = worker_pb2_grpc.WorkerStub(self._worker_channel)
         self.synthesizer = synthesizer_pb2_grpc.SynthesizerStub(self._synthesizer_channel)
         self._poll_interval = settings.health_poll_interval
+        # The last health reading: while downstream is known to be serving, calls wait out a reconnect.
+        self.serving = False
 
     async def _serving(self, channel: grpc.aio.Channel, service: str) -> bool:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -50,6 +52,7 @@ class Downstream:
         last: bool | None = None
         while True:
             serving = await self.all_serving()
+            self.serving = serving
             if serving != last:
                 logger.info("downstream %s", "serving" if serving else "not serving")
                 await on_change(serving)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,10 +11,11 @@ from dataclasses import dataclass, field
 from opentelemetry import trace
 
 from agentmesh import metrics
+from agentmesh.usage import outcome_name
 from agentmesh.v1 import common_pb2, orchestrator_pb2
 
+logger = logging.getLogger(__name__)
 tracer = trace.get_tracer("agentmesh.orchestrator")
-SKIPPED_PREFIX = "skipped because"
 
 
 @dataclass
@@ -39,13 +41,17 @@ class RunRecorder:
 
     @staticmethod
     def subtask_finished(finished: orchestrator_pb2.SubtaskFinished) -> None:
-        if not finished.error:
-            outcome = "ok"
-        elif finished.error.startswith(SKIPPED_PREFIX):
-            outcome = "skipped"
-        else:
-            outcome = "failed"
+        """Counts every subtask by outcome, and says out loud which did not succeed and why."""
+        outcome = outcome_name(finished.outcome)
         metrics.subtasks.labels(outcome).inc()
+        if finished.outcome != common_pb2.SUBTASK_OUTCOME_OK:
+            logger.warning(
+                "subtask %s %s: %s",
+                finished.subtask_id,
+                outcome,
+                finished.error,
+                extra={"subtask_id": finished.subtask_id, "outcome": outcome, "reason": finished.error},
+            )
 
     def durations(self) -> orchestrator_pb2.PhaseDurations:
         return orchestrator_pb2.PhaseDurations(

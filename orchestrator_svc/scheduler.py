@@ -6,21 +6,28 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 from agentmesh.v1 import common_pb2, orchestrator_pb2
+
+Outcome: TypeAlias = common_pb2.SubtaskOutcome.ValueType
+OK = common_pb2.SUBTASK_OUTCOME_OK
+FAILED = common_pb2.SUBTASK_OUTCOME_FAILED
+SKIPPED = common_pb2.SUBTASK_OUTCOME_SKIPPED
+TIMED_OUT = common_pb2.SUBTASK_OUTCOME_TIMED_OUT
 
 
 class SubtaskFailed(Exception):
     """A subtask could not be completed; ``status`` is the gRPC status name it failed with."""
 
-    def __init__(self, message: str, status: str = "UNKNOWN") -> None:
+    def __init__(self, message: str, status: str = "UNKNOWN", outcome: Outcome = FAILED) -> None:
         super().__init__(message)
         self.status = status
+        self.outcome = outcome
 
 
 class CoordinationTimeout(Exception):
-    """The subtasks did not all finish within the phase's budget."""
+    """The subtasks did not finish within the phase's budget, and the run cannot go on without them."""
 
 
 Execute = Callable[[common_pb2.Subtask, list[common_pb2.SubtaskResult]], Coroutine[Any, Any, common_pb2.SubtaskResult]]
@@ -30,13 +37,16 @@ Execute = Callable[[common_pb2.Subtask, list[common_pb2.SubtaskResult]], Corouti
 class Scheduler:
     """Dispatches subtasks and reports progress as RunEvents; ``results`` holds every outcome, in any order.
 
-    A failed subtask's dependents are skipped (recorded with an error), the others go on;
-    with ``fail_fast`` the first failure raises instead and everything still running is cancelled.
+    A failed subtask's dependents are skipped, the others go on; with ``fail_fast`` the first failure raises
+    instead and everything still running is cancelled. When the budget runs out, the subtasks still running
+    are cancelled; with ``finish_on_timeout`` and at least one success they (and those never started) end as
+    timed out and the run goes on with what is done, otherwise ``CoordinationTimeout`` is raised.
     """
 
     subtasks: Sequence[common_pb2.Subtask]
     execute: Execute
     fail_fast: bool = False
+    finish_on_timeout: bool = True
     results: dict[str, common_pb2.SubtaskResult] = field(default_factory=dict)
     failures: dict[str, SubtaskFailed] = field(default_factory=dict)
 
@@ -48,11 +58,12 @@ class Scheduler:
             while waiting or running:
                 for subtask in self._blocked(waiting):
                     waiting.remove(subtask)
-                    yield self._record_failure(subtask, SubtaskFailed(self._skip_reason(subtask)), 0)
-                for subtask in self._ready(waiting):
+                    yield self._record_failure(subtask, SubtaskFailed(self._skip_reason(subtask), outcome=SKIPPED), 0)
+                # Every ready subtask is dispatched before any progress is reported: a slow reader of the
+                # events must not hold back the next worker call.
+                started = [self._start(subtask, running) for subtask in self._ready(waiting)]
+                for subtask in started:
                     waiting.remove(subtask)
-                    deps = [self.results[d] for d in subtask.depends_on]
-                    running[asyncio.create_task(self.execute(subtask, deps))] = (subtask, time.monotonic())
                     yield orchestrator_pb2.RunEvent(
                         subtask_started=orchestrator_pb2.SubtaskStarted(subtask_id=subtask.id)
                     )
@@ -61,21 +72,50 @@ class Scheduler:
                 done, _ = await asyncio.wait(
                     running, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
                 )
-                # Past the deadline the phase has failed, even if a call ended at that instant (its own
-                # deadline, which is the phase's, may fire just before our timer does).
+                # Past the deadline the phase is over, even if a call ended at that instant (its own deadline,
+                # which is the phase's, may fire just before our timer does).
                 if not done or time.monotonic() >= deadline:
-                    unfinished = len(running) + len(waiting)
-                    raise CoordinationTimeout(
-                        f"worker coordination timed out after {round(timeout_s, 2):g} s "
-                        f"with {unfinished} of {len(self.subtasks)} subtasks unfinished"
-                    )
+                    async for event in self._time_out(timeout_s, running, waiting):
+                        yield event
+                    return
                 for task in done:
-                    subtask, started = running.pop(task)
-                    yield self._finish(task, subtask, int((time.monotonic() - started) * 1000))
+                    subtask, began = running.pop(task)
+                    yield self._finish(task, subtask, _ms_since(began))
         finally:
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+            await _cancel_all(running)
+
+    def _start(
+        self,
+        subtask: common_pb2.Subtask,
+        running: dict[asyncio.Task[common_pb2.SubtaskResult], tuple[common_pb2.Subtask, float]],
+    ) -> common_pb2.Subtask:
+        deps = [self.results[d] for d in subtask.depends_on]
+        running[asyncio.create_task(self.execute(subtask, deps))] = (subtask, time.monotonic())
+        return subtask
+
+    async def _time_out(
+        self,
+        timeout_s: float,
+        running: dict[asyncio.Task[common_pb2.SubtaskResult], tuple[common_pb2.Subtask, float]],
+        waiting: list[common_pb2.Subtask],
+    ) -> AsyncGenerator[orchestrator_pb2.RunEvent, None]:
+        """Cancels the stragglers (upstream too) before anything else happens, then ends or fails the phase."""
+        unfinished = {subtask.id: _ms_since(began) for subtask, began in running.values()}
+        await _cancel_all(running)
+        running.clear()
+        succeeded = len(self.results) - len(self.failures)
+        if not self.finish_on_timeout or succeeded == 0:
+            raise CoordinationTimeout(
+                f"worker coordination timed out after {round(timeout_s, 2):g} s "
+                f"with {len(unfinished) + len(waiting)} of {len(self.subtasks)} subtasks unfinished"
+            )
+        why = f"did not finish within the coordination budget of {round(timeout_s, 2):g} s"
+        for subtask_id, elapsed_ms in unfinished.items():
+            subtask = next(s for s in self.subtasks if s.id == subtask_id)
+            yield self._record_failure(subtask, SubtaskFailed(f"{why}; cancelled", outcome=TIMED_OUT), elapsed_ms)
+        for subtask in list(waiting):
+            waiting.remove(subtask)
+            yield self._record_failure(subtask, SubtaskFailed(f"{why}; never started", outcome=TIMED_OUT), 0)
 
     def _ready(self, waiting: Sequence[common_pb2.Subtask]) -> list[common_pb2.Subtask]:
         return [s for s in waiting if all(d in self.results and d not in self.failures for d in s.depends_on)]
@@ -85,7 +125,7 @@ class Scheduler:
 
     def _skip_reason(self, subtask: common_pb2.Subtask) -> str:
         failed = [d for d in subtask.depends_on if d in self.failures]
-        return f"skipped because {', '.join(failed)} failed"
+        return f"skipped because {', '.join(failed)} did not succeed"
 
     def _finish(
         self, task: asyncio.Task[common_pb2.SubtaskResult], subtask: common_pb2.Subtask, duration_ms: int
@@ -98,10 +138,11 @@ class Scheduler:
         if error is not None:
             raise error
         result = task.result()
+        result.outcome = OK
         self.results[subtask.id] = result
         return orchestrator_pb2.RunEvent(
             subtask_finished=orchestrator_pb2.SubtaskFinished(
-                subtask_id=subtask.id, duration_ms=duration_ms, usage=result.usage
+                subtask_id=subtask.id, duration_ms=duration_ms, usage=result.usage, outcome=OK
             )
         )
 
@@ -110,10 +151,20 @@ class Scheduler:
     ) -> orchestrator_pb2.RunEvent:
         self.failures[subtask.id] = failure
         self.results[subtask.id] = common_pb2.SubtaskResult(
-            subtask_id=subtask.id, error=str(failure), duration_ms=duration_ms
+            subtask_id=subtask.id, error=str(failure), duration_ms=duration_ms, outcome=failure.outcome
         )
         return orchestrator_pb2.RunEvent(
             subtask_finished=orchestrator_pb2.SubtaskFinished(
-                subtask_id=subtask.id, duration_ms=duration_ms, error=str(failure)
+                subtask_id=subtask.id, duration_ms=duration_ms, error=str(failure), outcome=failure.outcome
             )
         )
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+async def _cancel_all(tasks: dict[asyncio.Task[common_pb2.SubtaskResult], Any]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

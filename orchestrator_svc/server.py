@@ -27,7 +27,9 @@ async def start_orchestrator(
             OrchestratorServicer(provider, downstream, settings), server
         )
 
-    running = await start_grpc_server(listen or settings.grpc_listen, register, [SERVICE_NAME], serving=False)
+    running = await start_grpc_server(
+        listen or settings.grpc_listen, register, [SERVICE_NAME], serving=False, options=settings.server_options
+    )
     watcher = asyncio.create_task(downstream.watch(running.set_serving))
 
     async def stop_watching() -> None:

@@ -13,7 +13,7 @@ import grpc
 from agentmesh import metrics
 from agentmesh.deadline import deadline_in
 from agentmesh.llm.provider import InvalidResponse, LLMProvider, ProviderError
-from agentmesh.rpc.deadline import phase_budget
+from agentmesh.rpc.deadline import MARGIN_S, phase_budget
 from agentmesh.rpc.errors import PhaseFailed, status_for
 from agentmesh.usage import summarize, usage_message
 from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc, synthesizer_pb2, worker_pb2
@@ -27,7 +27,7 @@ from orchestrator_svc.planner import (
     plan_tool,
     planning_prompt,
 )
-from orchestrator_svc.scheduler import CoordinationTimeout, Execute, Scheduler, SubtaskFailed
+from orchestrator_svc.scheduler import FAILED, TIMED_OUT, CoordinationTimeout, Execute, Scheduler, SubtaskFailed
 from orchestrator_svc.settings import OrchestratorSettings
 
 logger = logging.getLogger(__name__)
@@ -70,9 +70,14 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         )
         recorder.planned(plan_event.plan)
         yield plan_event
-        budget = phase_budget(self._settings.worker_coordination_timeout, context)
+        budget = self._coordination_budget(context)
         executor = self._executor(objective, time.monotonic() + budget)
-        scheduler = Scheduler(plan.subtasks, executor, fail_fast=self._settings.fail_fast)
+        scheduler = Scheduler(
+            plan.subtasks,
+            executor,
+            fail_fast=self._settings.fail_fast,
+            finish_on_timeout=self._settings.on_coordination_timeout == "synthesize",
+        )
         try:
             with recorder.phase("coordination"):
                 async with contextlib.aclosing(scheduler.run(budget)) as events:
@@ -86,7 +91,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             raise PhaseFailed(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc)) from None
         except SubtaskFailed as exc:  # only with FAIL_FAST
             raise PhaseFailed(grpc.StatusCode[exc.status], f"subtask failed (FAIL_FAST is on): {exc}") from None
-        if len(scheduler.failures) == len(plan.subtasks):
+        if len(scheduler.failures) == len(plan.subtasks):  # some subtask succeeded, or nothing is worth synthesizing
             first = next(iter(scheduler.failures.values()))
             details = "; ".join(f"{sid}: {failure}" for sid, failure in scheduler.failures.items())
             raise PhaseFailed(grpc.StatusCode[first.status], f"every subtask failed: {details}")
@@ -130,6 +135,20 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         logger.info("planned", extra={"subtasks": len(plan.subtasks)})
         return plan, usage_message("orchestrator", call.usage)
 
+    def _coordination_budget(self, context: RunContext) -> float:
+        """WORKER_COORDINATION_TIMEOUT, but ending early enough that a synthesis still fits in the caller's deadline.
+
+        The synthesis keeps SYNTHESIS_TIMEOUT, or half of what is left when the deadline is nearer: a run must
+        never spend on workers and then time out with nothing to show.
+        """
+        settings = self._settings
+        remaining = context.time_remaining()
+        if remaining is None:
+            return settings.worker_coordination_timeout
+        left = remaining - MARGIN_S
+        reserve = min(settings.synthesis_timeout, left / 2)
+        return max(0.0, min(settings.worker_coordination_timeout, left - reserve))
+
     def _executor(self, objective: str, coordination_ends: float) -> Execute:
         """Each Execute gets what remains of the coordination phase as its deadline (a dependent starts later)."""
 
@@ -140,9 +159,16 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             request = worker_pb2.ExecuteRequest(objective=objective, subtask=subtask, dependencies=deps)
             try:
                 with subtask_span(subtask):
-                    response = await self._downstream.worker.Execute(request, timeout=timeout)
+                    # While the workers are known to serve, a call made as a connection is being re-established
+                    # (connection age, a replica restarting) waits for it instead of failing at once; when they
+                    # are down, it fails at once.
+                    response = await self._downstream.worker.Execute(
+                        request, timeout=timeout, wait_for_ready=self._downstream.serving
+                    )
             except grpc.aio.AioRpcError as exc:
-                raise SubtaskFailed(f"{exc.code().name}: {exc.details()}", exc.code().name) from None
+                code = exc.code()
+                outcome = TIMED_OUT if code == grpc.StatusCode.DEADLINE_EXCEEDED else FAILED
+                raise SubtaskFailed(f"{code.name}: {exc.details()}", code.name, outcome) from None
             return response.result
 
         return execute
@@ -151,7 +177,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         self, request: synthesizer_pb2.SynthesizeRequest, usages: list[common_pb2.Usage], context: RunContext
     ) -> AsyncIterator[orchestrator_pb2.RunEvent]:
         budget = phase_budget(self._settings.synthesis_timeout, context)
-        call = self._downstream.synthesizer.Synthesize(request, timeout=budget)
+        call = self._downstream.synthesizer.Synthesize(request, timeout=budget, wait_for_ready=self._downstream.serving)
         try:
             async for chunk in call:
                 if chunk.HasField("usage"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from agentmesh.settings import DEFAULT_ORCHESTRATOR_MODEL, GrpcServiceSettings
@@ -18,5 +20,8 @@ class OrchestratorSettings(GrpcServiceSettings):
     planning_timeout: float = Field(default=30.0, gt=0, description="seconds")
     worker_coordination_timeout: float = Field(default=45.0, gt=0, description="seconds")
     synthesis_timeout: float = Field(default=30.0, gt=0, description="seconds")
+    on_coordination_timeout: Literal["synthesize", "fail"] = Field(
+        default="synthesize", description="synthesize what is done when the coordination budget runs out, or fail"
+    )
     fail_fast: bool = False
     health_poll_interval: float = Field(default=2.0, gt=0, description="seconds between downstream health checks")

@@ -19,4 +19,6 @@ async def start_synthesizer(
     def register(server: grpc.aio.Server) -> None:
         synthesizer_pb2_grpc.add_SynthesizerServicer_to_server(SynthesizerServicer(provider, settings), server)
 
-    return await start_grpc_server(listen or settings.grpc_listen, register, [SERVICE_NAME])
+    return await start_grpc_server(
+        listen or settings.grpc_listen, register, [SERVICE_NAME], options=settings.server_options
+    )

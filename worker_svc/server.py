@@ -17,4 +17,6 @@ async def start_worker(settings: WorkerSettings, provider: LLMProvider, listen: 
     def register(server: grpc.aio.Server) -> None:
         worker_pb2_grpc.add_WorkerServicer_to_server(WorkerServicer(provider, settings), server)
 
-    return await start_grpc_server(listen or settings.grpc_listen, register, [SERVICE_NAME])
+    return await start_grpc_server(
+        listen or settings.grpc_listen, register, [SERVICE_NAME], options=settings.server_options
+    )

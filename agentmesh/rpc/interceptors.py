@@ -1,16 +1,22 @@
-"""Server and client interceptors: request-id propagation and the one place errors become statuses."""
+"""The one server interceptor every application call passes (request id, deadline, drain, metrics, span, errors),
+and the client interceptors that carry the request id."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import grpc
 from grpc.aio import ClientCallDetails
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from agentmesh import metrics
 from agentmesh.deadline import set_deadline_in
 from agentmesh.llm.provider import ProviderError
 from agentmesh.request_context import REQUEST_ID_HEADER, current_request_id, request_id_var, sane_request_id
@@ -18,25 +24,24 @@ from agentmesh.rpc.errors import status_for
 
 logger = logging.getLogger(__name__)
 
+# Health and reflection are infrastructure: not counted, traced or drained (a balancer's health watch never ends).
+UNTRACKED_PREFIXES = ("/grpc.health", "/grpc.reflection")
+
 # gRPC's retry policy must not retry a model's failure on another replica: our provider has retried it already,
 # and stacked loops multiply calls. A negative pushback tells the client not to retry (gRPC retry design, A6).
 NO_RETRY: tuple[tuple[str, str], ...] = (("grpc-retry-pushback-ms", "-1"),)
 
+Context = grpc.aio.ServicerContext[Any, Any]
 
-def _request_id_from(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+
+def _request_id_from(context: Context) -> str | None:
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_HEADER and isinstance(value, str):
             return sane_request_id(value)
     return None
 
 
-def _enter(context: grpc.aio.ServicerContext[Any, Any]) -> None:
-    """Puts the caller's request id and deadline in context for everything the handler calls."""
-    request_id_var.set(_request_id_from(context))
-    set_deadline_in(context.time_remaining())
-
-
-async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
+async def _abort_for(exc: Exception, context: Context, method: str) -> None:
     code, message = status_for(exc)
     if code == grpc.StatusCode.INTERNAL:
         logger.exception("unhandled error in %s", method)
@@ -46,7 +51,7 @@ async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext[Any, Any]
 
 
 class InFlight:
-    """The application calls a server is running (health and reflection not counted), so a drain knows when to end.
+    """The application calls a server is running, so a drain knows when to end.
 
     While ``draining``, new application calls are refused with UNAVAILABLE, which callers' retry policy sends
     to another replica.
@@ -55,34 +60,52 @@ class InFlight:
     def __init__(self) -> None:
         self.count = 0
         self.draining = False
+        self.ending = False
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
     @contextmanager
     def track(self) -> Iterator[None]:
+        task = asyncio.current_task()
+        assert task is not None
         self.count += 1
+        self._tasks.add(task)
         self._idle.clear()
         try:
             yield
         finally:
             self.count -= 1
+            self._tasks.discard(task)
             if not self.count:
                 self._idle.set()
+
+    def end_all(self) -> None:
+        """Ends the calls still running (the drain's grace is over): each unwinds and answers UNAVAILABLE."""
+        self.ending = True
+        for task in self._tasks:
+            task.cancel()
 
     async def idle(self) -> None:
         await self._idle.wait()
 
-    async def admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    async def admit(self, context: Context) -> None:
         if self.draining:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "this server is shutting down; try another replica")
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    """Puts the caller's request id and deadline in context and maps exceptions to statuses for every handler,
-    counting the calls in flight."""
+    """Wraps every application handler once.
 
-    def __init__(self) -> None:
+    Streaming handlers are served as coroutines that ``context.write`` each item, never as async generators
+    handed to grpc: grpc.aio abandons a generator, unclosed, when its call is cancelled between two items, so
+    whatever the handler held (downstream calls, model streams, spans) lived on until garbage collection.
+    Here a cancelled call unwinds the handler at once, in its own task and context.
+    """
+
+    def __init__(self, tracer: trace.Tracer | None = None) -> None:
         self.in_flight = InFlight()
+        self._tracer = tracer
 
     async def intercept_service(
         self,
@@ -91,56 +114,98 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method.startswith(("/grpc.health", "/grpc.reflection")):
+        if handler is None or method.startswith(UNTRACKED_PREFIXES):
             return handler
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method, self.in_flight),
+                self._unary(handler.unary_unary, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method, self.in_flight),
+                self._stream(handler.unary_stream, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
 
-
-def _wrap_unary(
-    inner: Any, method: str, in_flight: InFlight
-) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
-    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        _enter(context)
-        await in_flight.admit(context)
-        with in_flight.track():
-            try:
+    def _unary(self, inner: Any, method: str) -> Callable[[Any, Context], Awaitable[Any]]:
+        async def unary(request: Any, context: Context) -> Any:
+            async with self._serving(method, context):
                 return await inner(request, context)
-            except grpc.aio.AbortError:
-                raise
-            except Exception as exc:
-                await _abort_for(exc, context, method)
+            return None  # only reached when _serving aborted (it raises); keeps mypy's return check honest
 
-    return unary
+        return unary
 
+    def _stream(self, inner: Any, method: str) -> Callable[[Any, Context], Awaitable[None]]:
+        async def stream(request: Any, context: Context) -> None:
+            async with self._serving(method, context), contextlib.aclosing(inner(request, context)) as items:
+                async for item in items:
+                    await context.write(item)
 
-def _wrap_stream(
-    inner: Any, method: str, in_flight: InFlight
-) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:
-    async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        _enter(context)
-        await in_flight.admit(context)
-        with in_flight.track():
+        return stream
+
+    @contextlib.asynccontextmanager
+    async def _serving(self, method: str, context: Context) -> AsyncIterator[None]:
+        request_id_var.set(_request_id_from(context))
+        set_deadline_in(context.time_remaining())
+        started = time.monotonic()
+        code = grpc.StatusCode.OK
+        with self._span(method, context) as span:
             try:
-                async for item in inner(request, context):
-                    yield item
+                await self.in_flight.admit(context)
+                with self.in_flight.track():
+                    try:
+                        yield
+                    except (grpc.aio.AbortError, asyncio.CancelledError):
+                        raise
+                    except Exception as exc:
+                        await _abort_for(exc, context, method)
             except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
-            except Exception as exc:
-                await _abort_for(exc, context, method)
+            except asyncio.CancelledError:
+                if not self.in_flight.ending:
+                    code = grpc.StatusCode.CANCELLED
+                    raise
+                code = grpc.StatusCode.UNAVAILABLE
+                await context.abort(code, "the server shut down before this call finished; retry the request")
+            finally:
+                _observe(method, code, time.monotonic() - started)
+                if span is not None:
+                    span.set_attribute("rpc.grpc.status_code", code.value[0])
+                    if code != grpc.StatusCode.OK:
+                        span.set_status(Status(StatusCode.ERROR, code.name))
 
-    return stream
+    @contextmanager
+    def _span(self, method: str, context: Context) -> Iterator[trace.Span | None]:
+        """A server span, child of the caller's (W3C trace context in the metadata)."""
+        if self._tracer is None:
+            yield None
+            return
+        carrier = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
+        service, name = _split(method)
+        with self._tracer.start_as_current_span(
+            method.lstrip("/"),
+            context=propagate.extract(carrier),
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            yield span
+
+
+def _split(method: str) -> tuple[str, str]:
+    service, _, name = method.lstrip("/").rpartition("/")
+    return service, name
+
+
+def _observe(method: str, code: grpc.StatusCode, seconds: float) -> None:
+    service, name = _split(method)
+    metrics.grpc_server_handled.labels(service, name, code.name).inc()
+    metrics.grpc_server_duration.labels(service, name).observe(seconds)
 
 
 def _with_request_id(details: ClientCallDetails) -> ClientCallDetails:

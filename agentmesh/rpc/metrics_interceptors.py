@@ -1,10 +1,9 @@
-"""RED metrics for every gRPC call a process serves or makes (health and reflection excluded)."""
+"""RED metrics for every gRPC call a process makes (the server side is measured by the one server interceptor)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -34,57 +33,6 @@ class _Observation:
     def done(self, code: str) -> None:
         self._handled.labels(self._service, self._method, code).inc()
         self._duration.labels(self._service, self._method).observe(time.monotonic() - self._started)
-
-
-def _server_code(exc: BaseException | None, context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    if exc is None or isinstance(exc, grpc.aio.AbortError):
-        return _code_name(context.code())
-    if isinstance(exc, asyncio.CancelledError):
-        return grpc.StatusCode.CANCELLED.name
-    return grpc.StatusCode.UNKNOWN.name
-
-
-class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(details)
-        if handler is None or details.method.startswith(_UNMEASURED):
-            return handler
-        method = details.method
-        if handler.unary_unary is not None:
-            inner_unary: Any = handler.unary_unary
-
-            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                observed = _Observation(metrics.grpc_server_handled, metrics.grpc_server_duration, method)
-                try:
-                    response = await inner_unary(request, context)
-                except BaseException as exc:
-                    observed.done(_server_code(exc, context))
-                    raise
-                observed.done(_server_code(None, context))
-                return response
-
-            return grpc.unary_unary_rpc_method_handler(unary, handler.request_deserializer, handler.response_serializer)
-        if handler.unary_stream is not None:
-            inner_stream: Any = handler.unary_stream  # an async generator under grpc.aio
-
-            async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-                observed = _Observation(metrics.grpc_server_handled, metrics.grpc_server_duration, method)
-                try:
-                    async for item in inner_stream(request, context):
-                        yield item
-                except BaseException as exc:
-                    observed.done(_server_code(exc, context))
-                    raise
-                observed.done(_server_code(None, context))
-
-            return grpc.unary_stream_rpc_method_handler(
-                stream, handler.request_deserializer, handler.response_serializer
-            )
-        return handler
 
 
 def _measured(details: ClientCallDetails) -> bool:

@@ -10,11 +10,26 @@ MESSAGE_SIZE_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
 ]
 
-SERVER_OPTIONS: list[tuple[str, int]] = [
-    *MESSAGE_SIZE_OPTIONS,
-    # Clients re-resolve DNS when a connection ages out, so replicas added later get traffic.
-    ("grpc.max_connection_age_ms", 30_000),
-    ("grpc.max_connection_age_grace_ms", 60_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-]
+DEFAULT_MAX_CONNECTION_AGE_S = 30.0
+
+
+def server_options(
+    max_connection_age_s: float = DEFAULT_MAX_CONNECTION_AGE_S, max_connection_age_grace_s: float = 0.0
+) -> list[tuple[str, int]]:
+    """What every server sets; the connection age keeps scaled-out replicas balanced without cutting calls.
+
+    A connection older than ``max_connection_age_s`` gets a GOAWAY: its client opens a new one (re-resolving
+    DNS, so replicas added later get traffic) and sends new calls there, while the calls already in flight
+    finish on the old one. The grace is how long they may take before being cut: 0 (the default) never cuts
+    them, because every call carries its own deadline and a model run may legitimately last minutes.
+    """
+    options = [
+        *MESSAGE_SIZE_OPTIONS,
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
+    if max_connection_age_s > 0:
+        options.append(("grpc.max_connection_age_ms", round(max_connection_age_s * 1000)))
+    if max_connection_age_grace_s > 0:
+        options.append(("grpc.max_connection_age_grace_ms", round(max_connection_age_grace_s * 1000)))
+    return options

@@ -22,14 +22,15 @@ from agentmesh.logging import configure_logging
 from agentmesh.metrics import export_breaker_state, listen_host, serve_metrics
 from agentmesh.rpc.breaker_health import report_breakers
 from agentmesh.rpc.interceptors import InFlight, ServerInterceptor
-from agentmesh.rpc.metrics_interceptors import ServerMetricsInterceptor
-from agentmesh.rpc.options import SERVER_OPTIONS
+from agentmesh.rpc.options import server_options
 from agentmesh.rpc.reflection import enable_reflection
 from agentmesh.settings import GrpcServiceSettings, load_settings
-from agentmesh.telemetry import configure_tracing, server_interceptors, shutdown_tracing
+from agentmesh.telemetry import configure_tracing, server_tracer, shutdown_tracing
 
 logger = logging.getLogger(__name__)
 
+# Calls ended at the end of the grace period get this long to unwind and send their status.
+END_OF_CALLS_MARGIN_S = 2.0
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -56,15 +57,25 @@ class GrpcServer:
         New application calls are refused (UNAVAILABLE) from the start; health checks still answer NOT_SERVING.
         The server stops once the last application call is done: health watches (every client's balancer
         keeps one open) never end by themselves, and must not hold each drain for the whole grace period.
+        Calls still running when the grace is over are ended with UNAVAILABLE (their downstream calls cancelled),
+        not cut with the connection.
         """
         await self.health.enter_graceful_shutdown()
         self.in_flight.draining = True
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(grace):
-                await self.in_flight.idle()
+        if not await _idle_within(self.in_flight, grace):
+            logger.warning("grace period over: ending the calls still running", extra={"calls": self.in_flight.count})
+            self.in_flight.end_all()
+            await _idle_within(self.in_flight, END_OF_CALLS_MARGIN_S)
         await self.server.stop(None)
         for close in self.on_close:
             await close()
+
+
+async def _idle_within(in_flight: InFlight, seconds: float) -> bool:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await in_flight.idle()
+    return in_flight.count == 0
 
 
 async def start_grpc_server(
@@ -73,12 +84,11 @@ async def start_grpc_server(
     service_names: Sequence[str],
     *,
     serving: bool = True,
+    options: Sequence[tuple[str, int]] | None = None,
 ) -> GrpcServer:
     """Binds ``listen`` (``host:0`` picks a free port), registers health and reflection, and starts."""
-    # Tracing outermost, so the request-id interceptor and the handler run inside the call's span.
-    calls = ServerInterceptor()
-    interceptors = [*server_interceptors(), ServerMetricsInterceptor(), calls]
-    server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+    calls = ServerInterceptor(server_tracer())
+    server = grpc.aio.server(interceptors=[calls], options=server_options() if options is None else options)
     register(server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

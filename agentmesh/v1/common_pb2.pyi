@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -17,6 +18,42 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _SubtaskOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SubtaskOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SubtaskOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SUBTASK_OUTCOME_UNSPECIFIED: _SubtaskOutcome.ValueType  # 0
+    """Not set (a sender older than this field); treat an empty error as ok, any other as failed."""
+    SUBTASK_OUTCOME_OK: _SubtaskOutcome.ValueType  # 1
+    """The worker answered; output is set."""
+    SUBTASK_OUTCOME_FAILED: _SubtaskOutcome.ValueType  # 2
+    """The worker or its model failed; error says why."""
+    SUBTASK_OUTCOME_SKIPPED: _SubtaskOutcome.ValueType  # 3
+    """Not run because a subtask it depends on did not succeed."""
+    SUBTASK_OUTCOME_TIMED_OUT: _SubtaskOutcome.ValueType  # 4
+    """Still running when the coordination budget ran out; cancelled upstream."""
+    SUBTASK_OUTCOME_OVER_BUDGET: _SubtaskOutcome.ValueType  # 5
+    """Left out because the request's cost cap could not cover it."""
+
+class SubtaskOutcome(_SubtaskOutcome, metaclass=_SubtaskOutcomeEnumTypeWrapper):
+    """What became of one subtask of a run."""
+
+SUBTASK_OUTCOME_UNSPECIFIED: SubtaskOutcome.ValueType  # 0
+"""Not set (a sender older than this field); treat an empty error as ok, any other as failed."""
+SUBTASK_OUTCOME_OK: SubtaskOutcome.ValueType  # 1
+"""The worker answered; output is set."""
+SUBTASK_OUTCOME_FAILED: SubtaskOutcome.ValueType  # 2
+"""The worker or its model failed; error says why."""
+SUBTASK_OUTCOME_SKIPPED: SubtaskOutcome.ValueType  # 3
+"""Not run because a subtask it depends on did not succeed."""
+SUBTASK_OUTCOME_TIMED_OUT: SubtaskOutcome.ValueType  # 4
+"""Still running when the coordination budget ran out; cancelled upstream."""
+SUBTASK_OUTCOME_OVER_BUDGET: SubtaskOutcome.ValueType  # 5
+"""Left out because the request's cost cap could not cover it."""
+Global___SubtaskOutcome: _TypeAlias = SubtaskOutcome  # noqa: Y015
 
 @_typing.final
 class Usage(_message.Message):
@@ -121,6 +158,7 @@ class SubtaskResult(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     DURATION_MS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
     subtask_id: _builtins.str
     """The Subtask.id this result belongs to."""
     output: _builtins.str
@@ -128,7 +166,9 @@ class SubtaskResult(_message.Message):
     duration_ms: _builtins.int
     """Wall-clock time of the subtask on the worker, in milliseconds."""
     error: _builtins.str
-    """Why the subtask failed; empty on success. A failed subtask has no output."""
+    """Why the subtask did not succeed, for people; empty on success. Such a subtask has no output."""
+    outcome: Global___SubtaskOutcome.ValueType
+    """What became of the subtask; read this, not the wording of error."""
     @_builtins.property
     def usage(self) -> Global___Usage:
         """Tokens and price of the worker's LLM call."""
@@ -141,10 +181,11 @@ class SubtaskResult(_message.Message):
         usage: Global___Usage | None = ...,
         duration_ms: _builtins.int = ...,
         error: _builtins.str = ...,
+        outcome: Global___SubtaskOutcome.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error", b"error", "output", b"output", "subtask_id", b"subtask_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error", b"error", "outcome", b"outcome", "output", b"output", "subtask_id", b"subtask_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

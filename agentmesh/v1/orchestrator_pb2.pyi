@@ -165,12 +165,15 @@ class SubtaskFinished(_message.Message):
     DURATION_MS_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
     subtask_id: _builtins.str
     """The Subtask.id that finished."""
     duration_ms: _builtins.int
     """Wall-clock time from dispatch to answer, in milliseconds."""
     error: _builtins.str
-    """Why the subtask failed; empty on success."""
+    """Why the subtask did not succeed, for people; empty on success."""
+    outcome: _common_pb2.SubtaskOutcome.ValueType
+    """What became of the subtask: ok, failed, skipped, timed_out or over_budget."""
     @_builtins.property
     def usage(self) -> _common_pb2.Usage:
         """Tokens and price of the worker's call; unset on error."""
@@ -182,10 +185,11 @@ class SubtaskFinished(_message.Message):
         duration_ms: _builtins.int = ...,
         usage: _common_pb2.Usage | None = ...,
         error: _builtins.str = ...,
+        outcome: _common_pb2.SubtaskOutcome.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error", b"error", "subtask_id", b"subtask_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error", b"error", "outcome", b"outcome", "subtask_id", b"subtask_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

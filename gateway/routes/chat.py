@@ -18,8 +18,8 @@ from agentmesh.v1 import orchestrator_pb2
 from gateway import sse, translate
 from gateway.auth import CurrentPrincipal
 from gateway.dependencies import Orchestrator, Settings
-from gateway.errors import CLIENT_CLOSED_REQUEST, ApiError, error_responses, rpc_error
-from gateway.orchestrator_client import RunStream
+from gateway.errors import CLIENT_CLOSED_REQUEST, ApiError, error_responses, rpc_error, shutting_down
+from gateway.orchestrator_client import GatewayShuttingDown, RunStream
 from gateway.protocol import ChatCompletion, ChatCompletionRequest
 from gateway.request_limits import check_request_limits
 from gateway.run_log import RunLog
@@ -71,13 +71,22 @@ async def create_chat_completion(
     show_progress = settings.stream_progress == "reasoning"
     run_log = RunLog(principal.subject, body.stream)
     stream = orchestrator.run(run_request)
+    first = asyncio.ensure_future(stream.next_event())
     try:
-        # Wait for the first event before any status line, so that early failures get a real HTTP status.
-        first = await _unless_disconnected(request, stream.next_event())
-        rest = [] if body.stream or first is None else await _unless_disconnected(request, _rest(stream))
+        # Wait (briefly, when streaming) for the first event before any status line, so that early failures
+        # get a real HTTP status; a stream then starts at once and keeps proxies awake while the plan is made.
+        wait = settings.stream_start_wait if body.stream else None
+        await _unless_disconnected(request, asyncio.wait({first}, timeout=wait))
+        if first.done():
+            first.result()  # raises the early failure
+        rest = [] if body.stream else await _unless_disconnected(request, _rest(stream))
     except grpc.aio.AioRpcError as exc:
         run_log.finish(exc.code().name)
+        stream.cancel()
         raise rpc_error(exc) from None
+    except GatewayShuttingDown:
+        run_log.finish("shutdown")
+        raise shutting_down() from None
     except BaseException:
         run_log.finish("cancelled")
         stream.cancel()
@@ -86,7 +95,7 @@ async def create_chat_completion(
         chunks = translate.ChunkStream(completion_id, created, body.model, show_progress, body.include_usage)
         relay = _relay(stream, first, chunks, run_log)
         return sse.EventStreamResponse(sse.with_keepalive(relay, settings.sse_keepalive_seconds))
-    events = [first, *rest] if first is not None else []
+    events = [e for e in [first.result(), *rest] if e is not None]
     for event in events:
         run_log.observe(event)
     run_log.finish("ok")
@@ -95,7 +104,10 @@ async def create_chat_completion(
 
 
 async def _relay(
-    stream: RunStream, first: orchestrator_pb2.RunEvent | None, chunks: translate.ChunkStream, run_log: RunLog
+    stream: RunStream,
+    first: asyncio.Future[orchestrator_pb2.RunEvent | None],
+    chunks: translate.ChunkStream,
+    run_log: RunLog,
 ) -> AsyncGenerator[bytes, None]:
     """The SSE body: after the first byte an error becomes one error event, and [DONE] always ends it."""
     outcome = "ok"
@@ -103,7 +115,7 @@ async def _relay(
     try:
         for chunk in chunks.start():
             yield sse.event(chunk)
-        event = first
+        event = await first
         while event is not None:
             run_log.observe(event)
             for chunk in chunks.on_event(event):
@@ -114,6 +126,9 @@ async def _relay(
     except grpc.aio.AioRpcError as exc:
         outcome = exc.code().name
         yield sse.event(rpc_error(exc).body())
+    except GatewayShuttingDown:
+        outcome = "shutdown"
+        yield sse.event(shutting_down().body())
     except (asyncio.CancelledError, GeneratorExit):
         outcome = "cancelled"
         logger.info("client closed the stream (499)", extra={"status": CLIENT_CLOSED_REQUEST})
@@ -126,6 +141,8 @@ async def _relay(
         metrics.streams_in_flight.dec()
         run_log.finish(outcome)
         stream.cancel()
+        if not first.done():
+            first.cancel()
     yield sse.DONE
 
 

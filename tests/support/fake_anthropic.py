@@ -72,7 +72,8 @@ class Behaviour:
 
     ``status`` other than 200 answers with an Anthropic error body (``error_type`` defaults from the status) and a
     ``retry-after`` header when ``retry_after`` is set. ``latency_s`` delays the response start; ``delta_delay_s``
-    delays every streamed delta after the first, and the end of the answer. With ``stream_error_type`` a streamed
+    delays every streamed delta after the first, and the end of the answer; ``stream_hold_s`` spreads those delays
+    so that a streamed answer lasts that long in all. With ``stream_error_type`` a streamed
     answer sends an ``event: error`` after ``stream_error_after`` deltas and ends. ``refuse_tool`` answers with text
     (stop_reason ``refusal``) even when a tool is forced. ``stream_drop_after`` cuts the connection after that many
     streamed deltas (uvicorn logs the abort as an application error). Cache token counts of None are sent as null.
@@ -89,6 +90,7 @@ class Behaviour:
     tool_input: dict[str, Any] | None = None
     latency_s: float = 0.0
     delta_delay_s: float = 0.0
+    stream_hold_s: float = 0.0
     stream_error_type: str | None = None
     stream_error_after: int = 1
     cache_creation_input_tokens: int | None = 0
@@ -481,11 +483,12 @@ async def _send_stream(
 ) -> None:
     await _start(send, 200, "text/event-stream; charset=utf-8", {"cache-control": "no-cache"})
     deltas_sent = 0
+    delay = behaviour.delta_delay_s + behaviour.stream_hold_s / max(1, len(_pieces(answer)))
     for event, data in _stream_events(answer, behaviour, message_id):
         if event == "message_delta":
             record_usage()
         if deltas_sent and event in ("content_block_delta", "content_block_stop", "error"):
-            await asyncio.sleep(behaviour.delta_delay_s)  # the first delta goes out at once
+            await asyncio.sleep(delay)  # the first delta goes out at once
         if deltas_sent == behaviour.stream_drop_after:
             raise ConnectionAbortedError("fake Anthropic: dropping the connection mid-stream, as scripted")
         deltas_sent += event == "content_block_delta"
@@ -563,7 +566,7 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(128)
+    sock.listen(2048)
     return sock
 
 

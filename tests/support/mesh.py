@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -44,13 +44,18 @@ async def wait_serving(address: str, service: str = "", within_s: float = 20.0) 
 
 
 @asynccontextmanager
-async def inprocess_mesh(provider: LLMProvider, **orchestrator_settings: Any) -> AsyncIterator[Mesh]:
-    worker = await start_worker(WorkerSettings(), provider, LOOPBACK_ANY_PORT)
-    synthesizer = await start_synthesizer(SynthesizerSettings(), provider, LOOPBACK_ANY_PORT)
+async def inprocess_mesh(
+    provider: LLMProvider, *, every_service: Mapping[str, Any] | None = None, **orchestrator_settings: Any
+) -> AsyncIterator[Mesh]:
+    """``every_service`` holds settings all three services get (e.g. the connection age)."""
+    common = dict(every_service or {})
+    worker = await start_worker(WorkerSettings(**common), provider, LOOPBACK_ANY_PORT)
+    synthesizer = await start_synthesizer(SynthesizerSettings(**common), provider, LOOPBACK_ANY_PORT)
     settings = OrchestratorSettings(
         worker_target=f"127.0.0.1:{worker.port}",
         synthesizer_target=f"127.0.0.1:{synthesizer.port}",
         health_poll_interval=0.2,
+        **common,
         **orchestrator_settings,
     )
     orchestrator = await start_orchestrator(settings, provider, LOOPBACK_ANY_PORT)

@@ -90,7 +90,8 @@ async def test_a_failure_skips_its_dependents_and_the_rest_go_on() -> None:
     await _collect(scheduler, recorder, ["a", "b"])
     assert scheduler.results["b"].output == "out-b"
     assert scheduler.results["a"].error == "a broke"
-    assert "skipped because a failed" in scheduler.results["c"].error
+    assert scheduler.results["c"].outcome == common_pb2.SUBTASK_OUTCOME_SKIPPED
+    assert "skipped because a did not succeed" in scheduler.results["c"].error
     assert "c" not in recorder.inputs
 
 

@@ -174,6 +174,7 @@ class TestChunks:
             "total_tokens": 0,
             "cost_usd": None,
             "agents": [],
+            "failed_subtasks": [],
         }
 
 
