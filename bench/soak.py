@@ -39,14 +39,19 @@ class Round:
     all_open: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def rss_kb(mesh: ProcessMesh) -> int:
-    """Resident memory of the four services together (every worker replica included), in KiB."""
-    total = 0
+def rss_by_service(mesh: ProcessMesh) -> dict[str, int]:
+    """Resident memory of each service process, in KiB."""
+    sizes: dict[str, int] = {}
     for service in mesh.services:
         for line in Path(f"/proc/{service.process.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total
+                sizes[service.log_path.stem] = int(line.split()[1])
+    return sizes
+
+
+def rss_kb(mesh: ProcessMesh) -> int:
+    """Resident memory of the four services together (every worker replica included), in KiB."""
+    return sum(rss_by_service(mesh).values())
 
 
 async def one_stream(client: httpx.AsyncClient, token: str, prompt: str, streams: int, result: Round) -> None:
@@ -94,8 +99,8 @@ async def one_stream(client: httpx.AsyncClient, token: str, prompt: str, streams
                 result.all_open.set()
 
 
-async def soak_round(mesh: ProcessMesh, args: argparse.Namespace, round_no: int) -> tuple[Round, int]:
-    """Runs one round; returns it and the peak memory sampled while every stream was open."""
+async def soak_round(mesh: ProcessMesh, args: argparse.Namespace, round_no: int) -> tuple[Round, dict[str, int]]:
+    """Runs one round; returns it and the memory per service sampled while every stream was open."""
     result = Round()
     prompt = "\n".join(f"part {i} of soak round {round_no}" for i in range(args.fanout))
     tokens = [mint_token(mesh.jwt_secret, subject=f"soak-{i}") for i in range(args.streams)]
@@ -104,7 +109,7 @@ async def soak_round(mesh: ProcessMesh, args: argparse.Namespace, round_no: int)
     async with httpx.AsyncClient(base_url=mesh.base_url, limits=limits, timeout=timeout) as client:
         tasks = [asyncio.create_task(one_stream(client, t, prompt, args.streams, result)) for t in tokens]
         await result.all_open.wait()
-        peak = max(rss_kb(mesh) for _ in range(3))
+        peak = rss_by_service(mesh)
         await asyncio.gather(*tasks)
     return result, peak
 
@@ -131,8 +136,11 @@ def main() -> None:
     parser.add_argument("--call-latency", type=float, default=0.0, help="seconds every model call waits to answer")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--env", nargs="*", default=[], help="extra NAME=VALUE settings for every service")
+    parser.add_argument("--logs", type=Path, default=None, help="keep the services' logs in this folder")
     args = parser.parse_args()
-    with spawn_fake_anthropic(api_key=API_KEY) as fake, tempfile.TemporaryDirectory() as workdir:
+    with spawn_fake_anthropic(api_key=API_KEY) as fake, tempfile.TemporaryDirectory() as scratch:
+        workdir = args.logs or Path(scratch)
+        workdir.mkdir(parents=True, exist_ok=True)
         env = {
             "ANTHROPIC_API_KEY": API_KEY,
             "ANTHROPIC_BASE_URL": fake.base_url,
@@ -143,9 +151,10 @@ def main() -> None:
             "PLANNING_TIMEOUT": "120",
             **dict(item.split("=", 1) for item in args.env),
         }
-        with process_mesh(Path(workdir), env=env) as mesh:
+        with process_mesh(workdir, env=env) as mesh:
             asyncio.run(warm_up(mesh))
-            before = rss_kb(mesh)
+            start = rss_by_service(mesh)
+            before = sum(start.values())
             print(
                 f"{args.streams} streams x {args.hold:g} s hold, fanout {args.fanout}, "
                 f"{args.call_latency:g} s per call; services at {before} KiB"
@@ -154,7 +163,8 @@ def main() -> None:
                 fake.control("POST", "reset")  # also forgets the default behaviour: set it again
                 fake.control("POST", "default", {"stream_hold_s": args.hold, "latency_s": args.call_latency})
                 started = time.monotonic()
-                result, peak = asyncio.run(soak_round(mesh, args, round_no))
+                result, open_sizes = asyncio.run(soak_round(mesh, args, round_no))
+                peak = sum(open_sizes.values())
                 fake.wait_for_state(within_s=60, in_flight=0)
                 after = rss_kb(mesh)
                 totals, exact, wrong = upstream_check(fake, args.fanout)
@@ -174,6 +184,8 @@ def main() -> None:
                     f"   memory: {(peak - before) / args.streams:.1f} KiB per open stream "
                     f"(peak {peak} KiB); after the round {after} KiB ({after - before:+d} KiB since start)"
                 )
+                growth = ", ".join(f"{name} {(open_sizes[name] - start[name]) / args.streams:.1f}" for name in start)
+                print(f"   KiB per open stream by service: {growth}")
 
 
 async def warm_up(mesh: ProcessMesh) -> None:

@@ -12,6 +12,12 @@ MESSAGE_SIZE_OPTIONS: list[tuple[str, int]] = [
 
 DEFAULT_MAX_CONNECTION_AGE_S = 30.0
 
+# grpc.aio accepts calls one event-loop turn at a time. Past grpc core's default of 1000 calls waiting to be
+# accepted, core cancels waiting calls (the client sees CANCELLED "CANCELLED"; the handler never runs, so nothing
+# is logged): a burst of 1000 runs x 3 subtasks lost subtasks that way. Calls wait for the application instead,
+# bounded by their own deadlines; MAXIMUM_CONCURRENT_RPCS is the place to shed load, loudly.
+MAX_PENDING_CALLS = 1_000_000
+
 
 def server_options(
     max_connection_age_s: float = DEFAULT_MAX_CONNECTION_AGE_S, max_connection_age_grace_s: float = 0.0
@@ -25,6 +31,8 @@ def server_options(
     """
     options = [
         *MESSAGE_SIZE_OPTIONS,
+        ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+        ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ]

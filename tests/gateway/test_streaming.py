@@ -172,3 +172,26 @@ async def test_request_id_is_echoed_and_propagated(gateway: Gateway, fake: FakeO
         assert failed.status_code == 422
         assert failed.headers["x-request-id"] == "req-422"
     assert fake.request_ids == ["trace-abc.123"]
+
+
+async def test_a_stream_starts_and_keeps_alive_before_the_plan_exists(
+    start_gateway: GatewayFactory, fake: FakeOrchestrator
+) -> None:
+    """Planning can take many seconds: the status line, the first chunk and keep-alives do not wait for it."""
+    gateway = await start_gateway(sse_keepalive_seconds=0.05, stream_start_wait=0.1)
+    fake.script = play(HAPPY_RUN, wait_after=0)  # no event at all until released
+    lines: list[str] = []
+    async with gateway.http() as client, client.stream("POST", "/v1/chat/completions", json=CHAT) as resp:
+        assert resp.status_code == 200
+        async for line in resp.aiter_lines():
+            if line:
+                lines.append(line)
+            if line == ": keep-alive" and not fake.release.is_set():
+                # Still no plan, and the stream counts as open.
+                metrics = (await client.get("/metrics")).text
+                assert "agentmesh_streams_in_flight 1.0" in metrics
+                fake.release.set()
+    assert data_of(lines)[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert lines.index(": keep-alive") < next(i for i, line in enumerate(lines) if "Plan:" in line)
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in data_of(lines)) == "Hello, world"
+    assert lines[-1] == "data: [DONE]"

@@ -4,6 +4,8 @@ straggler is cut off so the others still make an answer. The mesh runs on the An
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,8 +13,9 @@ import grpc
 import pytest
 
 from agentmesh.llm.anthropic import AnthropicProvider
+from agentmesh.llm.offline import OfflineProvider
 from agentmesh.llm.retry import RetryPolicy
-from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc, worker_pb2, worker_pb2_grpc
 from tests.service.conftest import FAKE_API_KEY, FAST_RETRY
 from tests.support.fake_anthropic import Behaviour, FakeAnthropic, RecordedRequest, agent_of
 from tests.support.mesh import Mesh, inprocess_mesh, wait_serving
@@ -190,3 +193,33 @@ async def test_on_coordination_timeout_fail_keeps_the_timeout_an_error(
     assert failure.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert "with 1 of 2 subtasks unfinished" in (failure.value.details() or "")
     assert _agents(fake_anthropic, "synthesizer") == []
+
+
+# -- a burst of calls --
+
+
+async def test_a_burst_of_calls_the_worker_cannot_accept_at_once_all_run() -> None:
+    """Thousands of Execute calls arrive while the worker's event loop is busy: they wait to be accepted, none
+    is dropped. (grpc core's default cancels calls beyond 1000 waiting: CANCELLED, and the handler never runs.)"""
+    worker = await start_worker(WorkerSettings(), OfflineProvider(), "127.0.0.1:0")
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{worker.port}") as channel:
+            stub = worker_pb2_grpc.WorkerStub(channel)
+
+            async def execute(n: int) -> str:
+                request = worker_pb2.ExecuteRequest(
+                    objective="o", subtask=common_pb2.Subtask(id=f"t{n}", instruction="do it")
+                )
+                try:
+                    await stub.Execute(request, timeout=120)
+                except grpc.aio.AioRpcError as exc:
+                    return exc.code().name
+                return "OK"
+
+            calls = [asyncio.create_task(execute(n)) for n in range(2000)]
+            await asyncio.sleep(1)  # lets the calls reach the server
+            time.sleep(3)  # noqa: ASYNC251 - stands for a worker loop too busy to accept calls: they queue in core
+            outcomes = Counter(await asyncio.gather(*calls))
+    finally:
+        await worker.stop(grace=1)
+    assert outcomes == {"OK": 2000}
