@@ -131,18 +131,21 @@ class MeteredProvider:
         try:
             async for item in self._inner.stream(prompt):
                 if isinstance(item, StreamDone):
-                    yield StreamDone(self._succeeded(span, prompt, item.usage, started))
-                    return
+                    done = StreamDone(self._succeeded(span, prompt, item.usage, started))
+                    break
                 if first_token and isinstance(item, TextDelta):
                     first_token = False
                     elapsed = time.monotonic() - started
                     metrics.llm_first_token.labels(self._agent, self._label(prompt.model)).observe(elapsed)
                     span.add_event("first_token")
                 yield item
-            raise InvalidResponse("the model's stream ended without its usage")
+            else:
+                raise InvalidResponse("the model's stream ended without its usage")
         except BaseException as exc:
             self._failed(span, prompt, exc, started)
             raise
+        # Outside the try: the call is over and its span ended; a consumer that stops here is no failure of it.
+        yield done
 
     async def aclose(self) -> None:
         await self._inner.aclose()

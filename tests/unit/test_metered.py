@@ -102,3 +102,21 @@ async def test_a_stream_records_time_to_first_token_and_priced_usage(spans: InMe
     assert _sample("agentmesh_llm_time_to_first_token_seconds_count", **labels) - before == 1
     (span,) = spans.get_finished_spans()
     assert [e.name for e in span.events] == ["first_token"]
+
+
+async def test_a_consumer_that_stops_after_the_usage_leaves_the_call_a_success(
+    spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The caller may go away once it has the usage (a cancelled write of the last chunk): the span is ended once."""
+    provider = MeteredProvider(OfflineProvider(), "synthesizer", PRICES, known_models=["agentmesh-offline-demo"])
+    labels = {"agent": "synthesizer", "model": "agentmesh-offline-demo"}
+    cancelled_before = _sample("agentmesh_llm_calls_total", outcome="cancelled", **labels)
+    items = provider.stream(_prompt())
+    async for item in items:
+        if isinstance(item, StreamDone):
+            break
+    await items.aclose()  # type: ignore[attr-defined]
+    (span,) = spans.get_finished_spans()
+    assert span.status.is_ok
+    assert _sample("agentmesh_llm_calls_total", outcome="cancelled", **labels) == cancelled_before
+    assert not [r for r in caplog.records if "ended span" in r.getMessage()]
