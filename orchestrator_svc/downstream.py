@@ -15,6 +15,9 @@ from orchestrator_svc.settings import OrchestratorSettings
 
 logger = logging.getLogger(__name__)
 
+# A health check may take this long before it counts as a failure, however often we poll: a busy replica is slow
+# to answer, not down, and a flap to NOT_SERVING would turn the whole mesh away for a poll interval.
+HEALTH_CHECK_TIMEOUT_S = 2.0
 WORKER_SERVICE = worker_pb2.DESCRIPTOR.services_by_name["Worker"].full_name
 SYNTHESIZER_SERVICE = synthesizer_pb2.DESCRIPTOR.services_by_name["Synthesizer"].full_name
 
@@ -35,7 +38,10 @@ class Downstream:
     async def _serving(self, channel: grpc.aio.Channel, service: str) -> bool:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=self._poll_interval)
+            reply = await stub.Check(
+                health_pb2.HealthCheckRequest(service=service),
+                timeout=max(self._poll_interval, HEALTH_CHECK_TIMEOUT_S),
+            )
         except grpc.aio.AioRpcError:
             return False
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
