@@ -180,6 +180,26 @@ def test_a_subtask_that_fails_for_good_leaves_a_streamed_answer_naming_the_missi
     assert len(_upstream(fake, "^Subtask t2:")) == RETRY_ATTEMPTS
 
 
+def test_a_failed_subtask_is_logged_once_at_warning_and_listed_in_the_usage(
+    resilient: ProcessMesh, fake: FakeAnthropicProcess
+) -> None:
+    fake.script({"status": 500, "match_text": "^Subtask t2:", "times": 10})
+    request = _chat(resilient, "Describe Paris\nDescribe Atlantis", stream=False)
+    request["headers"]["X-Request-ID"] = "loud-failure-1"
+    response = httpx.post(**request)
+    assert response.status_code == 200
+    (failed,) = response.json()["usage"]["failed_subtasks"]
+    assert failed["id"] == "t2" and failed["outcome"] == "failed"
+    assert failed["reason"].startswith("UNAVAILABLE: model unavailable:")
+    warnings = [
+        r
+        for r in resilient.orchestrator.log_records()
+        if r["level"] == "WARNING" and r.get("request_id") == "loud-failure-1" and r.get("subtask_id")
+    ]
+    assert [(w["subtask_id"], w["outcome"]) for w in warnings] == [("t2", "failed")]
+    assert warnings[0]["reason"] == failed["reason"]
+
+
 def test_fail_fast_turns_a_failed_subtask_into_an_error(strict: ProcessMesh, fake: FakeAnthropicProcess) -> None:
     fake.script({"status": 500, "match_text": "^Subtask t2:", "times": 10})
     seen = stream_chat(strict, "Describe Paris\nDescribe Atlantis")
