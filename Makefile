@@ -12,7 +12,7 @@ PROTO_OUT := agentmesh/v1
 PROTOS := $(wildcard $(PROTO_DIR)/agentmesh/v1/*.proto)
 PYTEST_ARGS ?=
 
-.PHONY: help setup env proto lint typecheck test run bench clean distclean
+.PHONY: help setup env proto lint typecheck test run bench bench-all clean distclean
 
 help:
 	@echo "make run        start the whole mesh locally (creates .venv and .env as needed)"
@@ -20,7 +20,8 @@ help:
 	@echo "make setup      create .venv and install agentmesh with its dev extras"
 	@echo "make env        generate JWT_SECRET_KEY into .env if it has none (never overwrites)"
 	@echo "make proto      regenerate agentmesh/v1 from proto/ (commit the result)"
-	@echo "make lint | typecheck | bench | clean | distclean"
+	@echo "make bench      the headline figures (overhead, TTFT, worker start spread, req/s, CPU) beside their floor"
+	@echo "make lint | typecheck | bench-all | clean | distclean"
 
 setup: $(STAMP)
 
@@ -60,6 +61,9 @@ run: setup env
 # Each bench/<name>.py runs as `python -m bench.<name>` (they import tests.support); BENCH_ARGS go to each.
 BENCH_ARGS ?=
 bench: setup
+	$(VPY) -m bench.headline $(BENCH_ARGS)
+
+bench-all: setup
 	@shopt -s nullglob; ran=0; \
 	for b in bench/*.py; do \
 		name=$$(basename "$$b" .py); [ "$$name" = __init__ ] && continue; \

@@ -1,0 +1,172 @@
+"""The headline figures of one hop's cost, each beside its floor: a direct call to the same fake model API.
+
+Starts the fake Anthropic Messages API (model latency ``--latency-ms`` before each answer, ``--token-ms`` between
+streamed deltas) and all four services as processes, then measures, through the gateway with the openai SDK:
+
+- overhead over the ideal critical path (plan + slowest worker + synthesis, each timed as a direct SDK call to
+  the fake) and time-to-first-token overhead, at fanout 1, 4, 16 and 32 (median of ``--runs``);
+- the spread of worker start times as the fake sees them, at fanout 32;
+- requests/s and CPU ms per request (all service processes) at 32 concurrent streams with no model latency,
+  beside the same for direct calls (5 per request: 1 plan, 3 workers, 1 synthesis, in the mesh's order).
+
+    .venv/bin/python -m bench.headline [--runs 5] [--requests 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+
+from tests.e2e.conftest import mint_token
+from tests.support.fake_anthropic import FakeAnthropicProcess, agent_of, spawn_fake_anthropic
+from tests.support.processes import ProcessMesh, process_mesh
+
+API_KEY = "sk-ant-bench-headline-0123456789"
+MODEL = "claude-haiku-4-5-20251001"
+PLAN_TOOL: Any = {
+    "name": "plan",
+    "description": "plan",
+    "input_schema": {"type": "object", "properties": {"subtasks": {"type": "array"}}},
+}
+TICKS = os.sysconf("SC_CLK_TCK")
+ANSWER = " ".join(f"word{i}" for i in range(20))
+
+
+def prompt(fanout: int) -> str:
+    return "\n".join(f"research topic number {i}" for i in range(fanout))
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
+async def direct_calls(client: anthropic.AsyncAnthropic, fanout: int) -> tuple[float, float]:
+    """One run's model calls made directly, in the mesh's order: (total, time to the synthesis's first text)."""
+    started = time.perf_counter()
+    messages: Any = [{"role": "user", "content": prompt(fanout)}]
+    await client.messages.create(
+        model=MODEL, max_tokens=512, messages=messages, tools=[PLAN_TOOL], tool_choice={"type": "tool", "name": "plan"}
+    )
+    workers = [
+        client.messages.create(model=MODEL, max_tokens=512, messages=[{"role": "user", "content": f"Subtask t{i}"}])
+        for i in range(fanout)
+    ]
+    await asyncio.gather(*workers)
+    first = 0.0
+    async with client.messages.stream(model=MODEL, max_tokens=512, messages=messages) as stream:
+        async for _ in stream.text_stream:
+            first = first or time.perf_counter() - started
+    return time.perf_counter() - started, first
+
+
+async def mesh_call(client: openai.AsyncOpenAI, fanout: int) -> tuple[float, float]:
+    started = time.perf_counter()
+    first = 0.0
+    stream = await client.chat.completions.create(
+        model="agentmesh", messages=[{"role": "user", "content": prompt(fanout)}], stream=True
+    )
+    async for chunk in stream:
+        if not first and chunk.choices and chunk.choices[0].delta.content:
+            first = time.perf_counter() - started
+    return time.perf_counter() - started, first
+
+
+async def median_of(runs: int, call: Callable[[], Awaitable[tuple[float, float]]]) -> tuple[float, float]:
+    results = [await call() for _ in range(runs)]
+    return statistics.median(r[0] for r in results), statistics.median(r[1] for r in results)
+
+
+async def throughput(
+    requests: int, concurrency: int, call: Callable[[], Awaitable[object]], pids: list[int]
+) -> tuple[float, float]:
+    """(requests/s, CPU ms per request over ``pids``) for ``requests`` calls, ``concurrency`` at a time."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with gate:
+            await call()
+
+    cpu_before, started = cpu_seconds(pids), time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(requests)))
+    wall, cpu = time.perf_counter() - started, cpu_seconds(pids) - cpu_before
+    return requests / wall, cpu * 1000 / requests
+
+
+def worker_spread_ms(fake: FakeAnthropicProcess) -> float:
+    starts = [float(r["received_s"]) for r in fake.requests() if agent_of(r) == "worker"]
+    return (max(starts) - min(starts)) * 1000
+
+
+async def measure(mesh: ProcessMesh, fake: FakeAnthropicProcess, args: argparse.Namespace) -> None:
+    direct = anthropic.AsyncAnthropic(api_key=API_KEY, base_url=fake.base_url, max_retries=0)
+    gateway = openai.AsyncOpenAI(
+        base_url=f"{mesh.base_url}/v1", api_key=mint_token(mesh.jwt_secret), max_retries=0, timeout=120
+    )
+    # One fixed answer for every text call, so a direct call and the mesh's stream the same number of tokens.
+    latency = {"latency_s": args.latency_ms / 1000, "delta_delay_s": args.token_ms / 1000, "text": ANSWER}
+    fake.control("POST", "default", latency)
+    await mesh_call(gateway, 2)  # warm-up: connections, imports
+    print(f"model latency {args.latency_ms} ms + {args.token_ms} ms/token; median of {args.runs} runs")
+    print(f"{'fanout':>6} {'ideal ms':>9} {'mesh ms':>8} {'overhead ms':>12} {'TTFT ideal':>11} {'TTFT over ms':>13}")
+    for fanout in (1, 4, 16, 32):
+        ideal, ideal_first = await median_of(args.runs, lambda f=fanout: direct_calls(direct, f))  # type: ignore[misc]
+        total, first = await median_of(args.runs, lambda f=fanout: mesh_call(gateway, f))  # type: ignore[misc]
+        print(
+            f"{fanout:>6} {ideal * 1000:>9.1f} {total * 1000:>8.1f} {(total - ideal) * 1000:>12.1f} "
+            f"{ideal_first * 1000:>11.1f} {(first - ideal_first) * 1000:>13.1f}"
+        )
+    spreads = []
+    for _ in range(args.runs):
+        fake.control("POST", "reset")
+        fake.control("POST", "default", latency)
+        await mesh_call(gateway, 32)
+        spreads.append(worker_spread_ms(fake))
+    print(f"worker start spread at fanout 32: median {statistics.median(spreads):.1f} ms, max {max(spreads):.1f} ms")
+    fake.control("POST", "reset")  # no model latency from here on
+    pids = [s.process.pid for s in mesh.services]
+    rate, cpu = await throughput(args.requests, 32, lambda: mesh_call(gateway, 3), pids)
+    direct_rate, _ = await throughput(args.requests, 32, lambda: direct_calls(direct, 3), [])
+    print(f"32 concurrent streams, fanout 3, no model latency, {args.requests} requests:")
+    print(f"   mesh: {rate:.1f} requests/s, {cpu:.1f} CPU ms per request (all service processes)")
+    print(f"   direct calls to the fake (floor): {direct_rate:.1f} requests/s")
+    await direct.close()
+    await gateway.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--latency-ms", type=int, default=300)
+    parser.add_argument("--token-ms", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=300)
+    args = parser.parse_args()
+    with spawn_fake_anthropic(api_key=API_KEY) as fake, tempfile.TemporaryDirectory() as workdir:
+        env = {
+            "ANTHROPIC_API_KEY": API_KEY,
+            "ANTHROPIC_BASE_URL": fake.base_url,
+            "RATE_LIMIT_ENABLED": "false",
+            "MAX_SUBTASKS": "32",
+            "WORKER_MODEL": MODEL,
+            "SYNTHESIZER_MODEL": MODEL,
+            "ORCHESTRATOR_MODEL": MODEL,
+        }
+        with process_mesh(Path(workdir), env=env) as mesh:
+            asyncio.run(measure(mesh, fake, args))
+
+
+if __name__ == "__main__":
+    main()
