@@ -20,6 +20,7 @@ from openai import AsyncOpenAI
 from agentmesh.request_context import REQUEST_ID_HEADER
 from agentmesh.rpc.server import GrpcServer, start_grpc_server
 from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from gateway.__main__ import uvicorn_config
 from gateway.app import create_app
 from gateway.orchestrator_client import ORCHESTRATOR_SERVICE
 from gateway.settings import GatewaySettings
@@ -172,6 +173,7 @@ def gateway_settings(target: str, **overrides: Any) -> GatewaySettings:
         "llm_provider": "offline",
         "stream_progress": "reasoning",
         "log_format": "standard",
+        "shutdown_grace_period": 1,
         **overrides,
     }
     return GatewaySettings(_env_file=None, **fields)  # type: ignore[call-arg]
@@ -184,15 +186,8 @@ async def serve_gateway(settings: GatewaySettings) -> AsyncIterator[Gateway]:
     sock.bind(("127.0.0.1", 0))
     sock.listen()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = uvicorn.Config(
-        create_app(settings),
-        log_config=None,
-        ws="none",
-        timeout_graceful_shutdown=1,
-        proxy_headers=settings.trust_proxy_headers,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-    )
-    server = uvicorn.Server(config)
+    # The deployed server configuration (timeouts, connection bound, proxy headers); the socket replaces host:port.
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         async with httpx.AsyncClient(timeout=START_TIMEOUT_S) as client:
