@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentmesh.request_context import REQUEST_ID_HEADER, current_request_id
 from gateway.protocol import ErrorDetail, ErrorResponse
+from gateway.request_id import echoed_request_id
 from gateway.translate import InvalidRequest
 
 logger = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ def _location(error: Mapping[str, Any]) -> str:
 
 
 def _unexpected(headers: Mapping[str, str]) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
-    async def handler(_: Request, exc: Exception) -> JSONResponse:
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
         """Runs in Starlette's ServerErrorMiddleware, outside every middleware of ours, so it sets the request id
         and the security ``headers`` itself.
 
@@ -172,7 +173,7 @@ def _unexpected(headers: Mapping[str, str]) -> Callable[[Request, Exception], Aw
         error = ApiError(500, "internal error (see the gateway log for this request id)", "server_error")
         response = error.response()
         response.headers.update(headers)
-        if (request_id := current_request_id()) is not None:
+        if (request_id := echoed_request_id(request.scope) or current_request_id()) is not None:
             response.headers[REQUEST_ID_HEADER] = request_id
         return response
 
