@@ -23,9 +23,10 @@ from gateway.orchestrator_client import GatewayShuttingDown, RunStream
 from gateway.protocol import ChatCompletion, ChatCompletionRequest
 from gateway.request_limits import check_request_limits
 from gateway.run_log import RunLog
+from gateway.strict_json import StrictJsonRoute
 
 logger = logging.getLogger(__name__)
-router = APIRouter(tags=["openai"])
+router = APIRouter(tags=["openai"], route_class=StrictJsonRoute)
 T = TypeVar("T")
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
