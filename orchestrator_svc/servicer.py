@@ -14,7 +14,7 @@ from agentmesh import metrics
 from agentmesh.deadline import deadline_in
 from agentmesh.llm.provider import InvalidResponse, LLMProvider, ProviderError
 from agentmesh.rpc.deadline import MARGIN_S, phase_budget
-from agentmesh.rpc.errors import PhaseFailed, status_for
+from agentmesh.rpc.errors import PhaseFailed, downstream_failure, status_for
 from agentmesh.usage import summarize, usage_message
 from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc, synthesizer_pb2, worker_pb2
 from orchestrator_svc.downstream import Downstream
@@ -166,9 +166,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                         request, timeout=timeout, wait_for_ready=self._downstream.serving
                     )
             except grpc.aio.AioRpcError as exc:
-                code = exc.code()
-                outcome = TIMED_OUT if code == grpc.StatusCode.DEADLINE_EXCEEDED else FAILED
-                raise SubtaskFailed(f"{code.name}: {exc.details()}", code.name, outcome) from None
+                outcome = TIMED_OUT if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED else FAILED
+                code, words = downstream_failure(exc)
+                raise SubtaskFailed(f"{code.name}: {words}", code.name, outcome) from None
             return response.result
 
         return execute
@@ -187,6 +187,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise PhaseFailed(exc.code(), f"synthesis timed out after {round(budget, 2):g} s") from None
-            raise PhaseFailed(exc.code(), f"synthesis failed: {exc.details()}") from None
+            code, words = downstream_failure(exc)
+            raise PhaseFailed(code, f"synthesis failed: {words}") from None
         finally:
             call.cancel()

@@ -18,6 +18,7 @@ import uvicorn
 from openai import AsyncOpenAI
 
 from agentmesh.request_context import REQUEST_ID_HEADER
+from agentmesh.rpc.errors import OWN_STATUS
 from agentmesh.rpc.server import GrpcServer, start_grpc_server
 from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 from gateway.__main__ import uvicorn_config
@@ -104,8 +105,10 @@ def play(
     *,
     fail_with: tuple[grpc.StatusCode, str] | None = None,
     wait_after: int | None = None,
+    own: bool = True,
 ) -> Callable[[FakeOrchestrator, Context], AsyncIterator[RunEvent]]:
-    """A script: yields ``events`` (pausing on ``fake.release`` after ``wait_after`` of them), then fails if asked."""
+    """A script: yields ``events`` (pausing on ``fake.release`` after ``wait_after`` of them), then fails if asked:
+    as the orchestrator's own handlers do (``own``), or as gRPC itself does, without their trailing metadata."""
 
     async def script(fake: FakeOrchestrator, context: Context) -> AsyncIterator[RunEvent]:
         for index, event in enumerate(events):
@@ -115,7 +118,7 @@ def play(
         if wait_after == len(events):
             await fake.release.wait()
         if fail_with is not None:
-            await context.abort(*fail_with)
+            await context.abort(*fail_with, trailing_metadata=(OWN_STATUS,) if own else ())
 
     return script
 
