@@ -11,13 +11,15 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import h11
-from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from gateway.errors import ApiError, service_unavailable
+
+if TYPE_CHECKING:  # uvicorn's private typing module: annotations only
+    from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
 
 logger = logging.getLogger(__name__)
 
