@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentmesh.llm.pricing import PriceTable, load_prices
 from agentmesh.rpc.options import DEFAULT_MAX_CONNECTION_AGE_S, server_options
+from agentmesh.rpc.policy import ServerPolicy
+from agentmesh.rpc.tls import TlsFiles
 
 ProviderName = Literal["anthropic", "offline"]
 
@@ -19,10 +21,52 @@ DEFAULT_ORCHESTRATOR_MODEL = "claude-sonnet-4-6"
 DEFAULT_WORKER_MODEL = "claude-haiku-4-5-20251001"
 
 
-class CommonSettings(BaseSettings):
-    """Read from the environment, then `.env`; a real environment variable wins over `.env`."""
+class GrpcTlsSettings(BaseSettings):
+    """Read from the environment, then `.env`; a real environment variable wins over `.env`.
+
+    The TLS files alone, so a health-check CLI can load them without a service's other settings.
+    """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    grpc_tls_cert_file: Path | None = Field(default=None, description="PEM certificate this process presents")
+    grpc_tls_key_file: Path | None = Field(default=None, description="its PEM private key")
+    grpc_tls_ca_file: Path | None = Field(
+        default=None, description="PEM CA: peers must present a certificate it signed"
+    )
+    grpc_tls_server_name: str | None = Field(default=None, description="name expected in servers' certificates")
+
+    @field_validator(
+        "grpc_tls_cert_file", "grpc_tls_key_file", "grpc_tls_ca_file", "grpc_tls_server_name", mode="before"
+    )
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("grpc_tls_cert_file", "grpc_tls_key_file", "grpc_tls_ca_file")
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path} is not a readable file")
+        return path
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> GrpcTlsSettings:
+        if (self.grpc_tls_cert_file is None) != (self.grpc_tls_key_file is None):
+            raise ValueError("GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE go together: set both, or neither")
+        if self.grpc_tls_ca_file is not None and self.grpc_tls_cert_file is None:
+            raise ValueError("GRPC_TLS_CA_FILE needs GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE (mutual TLS)")
+        return self
+
+    @property
+    def grpc_tls(self) -> TlsFiles:
+        return TlsFiles(
+            self.grpc_tls_cert_file, self.grpc_tls_key_file, self.grpc_tls_ca_file, self.grpc_tls_server_name
+        )
+
+
+class CommonSettings(GrpcTlsSettings):
+    """What every process of the mesh reads."""
 
     llm_provider: ProviderName | None = Field(
         default=None, description="anthropic if ANTHROPIC_API_KEY is set, else offline"
@@ -70,6 +114,8 @@ class CommonSettings(BaseSettings):
 
 
 class GrpcServiceSettings(CommonSettings):
+    """What a direct caller could otherwise get around: each service bounds its own work."""
+
     grpc_listen: str
     metrics_port: int = Field(ge=0, le=65535, description="Prometheus endpoint; 0 turns it off")
     grpc_max_connection_age: float = Field(
@@ -83,9 +129,23 @@ class GrpcServiceSettings(CommonSettings):
         description="seconds calls in flight on an aged connection may still take; 0: no limit (deadlines bound them)",
     )
 
+    grpc_max_concurrent_rpcs: int = Field(default=100, ge=1, description="calls at once, health watches included")
+    max_input_chars: int = Field(default=1_000_000, ge=1, description="characters of text in one request")
+    grpc_default_deadline: float = Field(default=120.0, gt=0, description="seconds, for calls sent without one")
+    grpc_reflection: bool = True
+
     @property
     def server_options(self) -> list[tuple[str, int]]:
         return server_options(self.grpc_max_connection_age, self.grpc_max_connection_age_grace)
+
+    def server_policy(self) -> ServerPolicy:
+        return ServerPolicy(
+            tls=self.grpc_tls,
+            max_concurrent_rpcs=self.grpc_max_concurrent_rpcs,
+            max_input_chars=self.max_input_chars,
+            default_deadline_s=self.grpc_default_deadline,
+            reflection=self.grpc_reflection,
+        )
 
 
 S = TypeVar("S", bound=BaseSettings)

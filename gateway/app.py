@@ -61,7 +61,7 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None
         _log_edge(settings)
         if limiter is not None and not await limiter.reachable():
             logger.warning("rate limit storage is not reachable yet: /v1 requests get 503 until it is")
-        channel = create_channel(settings.orchestrator_target, ORCHESTRATOR_SERVICE)
+        channel = create_channel(settings.orchestrator_target, ORCHESTRATOR_SERVICE, tls=settings.grpc_tls)
         state.orchestrator = OrchestratorClient(channel, run_timeout=settings.request_timeout)
         try:
             yield

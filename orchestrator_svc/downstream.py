@@ -27,8 +27,9 @@ class Downstream:
 
     def __init__(self, settings: OrchestratorSettings) -> None:
         # Execute is idempotent, so its channel may retry UNAVAILABLE on another replica.
-        self._worker_channel = create_channel(settings.worker_target, WORKER_SERVICE, retry_unavailable=True)
-        self._synthesizer_channel = create_channel(settings.synthesizer_target, SYNTHESIZER_SERVICE)
+        tls = settings.grpc_tls
+        self._worker_channel = create_channel(settings.worker_target, WORKER_SERVICE, retry_unavailable=True, tls=tls)
+        self._synthesizer_channel = create_channel(settings.synthesizer_target, SYNTHESIZER_SERVICE, tls=tls)
         self.worker = worker_pb2_grpc.WorkerStub(self._worker_channel)
         self.synthesizer = synthesizer_pb2_grpc.SynthesizerStub(self._synthesizer_channel)
         self._poll_interval = settings.health_poll_interval

@@ -28,7 +28,12 @@ async def start_orchestrator(
         )
 
     running = await start_grpc_server(
-        listen or settings.grpc_listen, register, [SERVICE_NAME], serving=False, options=settings.server_options
+        listen or settings.grpc_listen,
+        register,
+        [SERVICE_NAME],
+        serving=False,
+        options=settings.server_options,
+        policy=settings.server_policy(),
     )
     watcher = asyncio.create_task(downstream.watch(running.set_serving))
 

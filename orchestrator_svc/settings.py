@@ -10,8 +10,10 @@ from agentmesh.settings import DEFAULT_ORCHESTRATOR_MODEL, GrpcServiceSettings
 
 
 class OrchestratorSettings(GrpcServiceSettings):
-    grpc_listen: str = "[::]:50051"
+    grpc_listen: str = "127.0.0.1:50051"
     metrics_port: int = Field(default=9101, ge=0, le=65535)
+    # Its input is the chat conversation: the gateway's MAX_TOTAL_CHARS, for callers that skip the gateway.
+    max_input_chars: int = Field(default=400_000, ge=1)
     worker_target: str = "localhost:50052"
     synthesizer_target: str = "localhost:50053"
     orchestrator_model: str = DEFAULT_ORCHESTRATOR_MODEL

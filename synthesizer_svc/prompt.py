@@ -14,7 +14,8 @@ SYSTEM = (
 )
 
 
-def build_prompt(request: synthesizer_pb2.SynthesizeRequest, model: str, default_max_tokens: int) -> Prompt:
+def build_prompt(request: synthesizer_pb2.SynthesizeRequest, model: str, max_tokens: int) -> Prompt:
+    """``max_tokens`` is the agent's configured maximum: a caller may ask for fewer output tokens, never more."""
     if not request.objective.strip():
         raise InvalidInput("objective is empty: the synthesizer needs the user's request")
     results = {result.subtask_id: result for result in request.results}
@@ -37,5 +38,5 @@ def build_prompt(request: synthesizer_pb2.SynthesizeRequest, model: str, default
         model=model,
         system=SYSTEM,
         messages=[Message(role="user", content="\n\n".join(parts))],
-        max_tokens=request.max_output_tokens or default_max_tokens,
+        max_tokens=min(request.max_output_tokens, max_tokens) if request.max_output_tokens > 0 else max_tokens,
     )

@@ -20,5 +20,9 @@ async def start_synthesizer(
         synthesizer_pb2_grpc.add_SynthesizerServicer_to_server(SynthesizerServicer(provider, settings), server)
 
     return await start_grpc_server(
-        listen or settings.grpc_listen, register, [SERVICE_NAME], options=settings.server_options
+        listen or settings.grpc_listen,
+        register,
+        [SERVICE_NAME],
+        options=settings.server_options,
+        policy=settings.server_policy(),
     )

@@ -8,7 +8,7 @@ from agentmesh.settings import DEFAULT_WORKER_MODEL, GrpcServiceSettings
 
 
 class SynthesizerSettings(GrpcServiceSettings):
-    grpc_listen: str = "[::]:50053"
+    grpc_listen: str = "127.0.0.1:50053"
     metrics_port: int = Field(default=9103, ge=0, le=65535)
     synthesizer_model: str = DEFAULT_WORKER_MODEL
     synthesizer_max_tokens: int = Field(default=4096, ge=1, le=64_000)

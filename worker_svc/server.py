@@ -18,5 +18,9 @@ async def start_worker(settings: WorkerSettings, provider: LLMProvider, listen: 
         worker_pb2_grpc.add_WorkerServicer_to_server(WorkerServicer(provider, settings), server)
 
     return await start_grpc_server(
-        listen or settings.grpc_listen, register, [SERVICE_NAME], options=settings.server_options
+        listen or settings.grpc_listen,
+        register,
+        [SERVICE_NAME],
+        options=settings.server_options,
+        policy=settings.server_policy(),
     )

@@ -8,7 +8,7 @@ from agentmesh.settings import DEFAULT_WORKER_MODEL, GrpcServiceSettings
 
 
 class WorkerSettings(GrpcServiceSettings):
-    grpc_listen: str = "[::]:50052"
+    grpc_listen: str = "127.0.0.1:50052"
     metrics_port: int = Field(default=9102, ge=0, le=65535)
     worker_model: str = DEFAULT_WORKER_MODEL
     worker_max_tokens: int = Field(default=2048, ge=1, le=64_000)

@@ -13,7 +13,8 @@ SYSTEM = (
 )
 
 
-def build_prompt(request: worker_pb2.ExecuteRequest, model: str, default_max_tokens: int) -> Prompt:
+def build_prompt(request: worker_pb2.ExecuteRequest, model: str, max_tokens: int) -> Prompt:
+    """``max_tokens`` is the agent's configured maximum: a caller may ask for fewer output tokens, never more."""
     subtask = request.subtask
     if not subtask.instruction.strip():
         raise InvalidInput("subtask.instruction is empty: give the worker something to do")
@@ -27,5 +28,5 @@ def build_prompt(request: worker_pb2.ExecuteRequest, model: str, default_max_tok
         model=model,
         system=SYSTEM,
         messages=[Message(role="user", content="\n\n".join(parts))],
-        max_tokens=request.max_output_tokens or default_max_tokens,
+        max_tokens=min(request.max_output_tokens, max_tokens) if request.max_output_tokens > 0 else max_tokens,
     )

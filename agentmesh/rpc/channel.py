@@ -11,6 +11,7 @@ from agentmesh import telemetry
 from agentmesh.rpc.interceptors import client_interceptors
 from agentmesh.rpc.metrics_interceptors import client_metrics_interceptors
 from agentmesh.rpc.options import MESSAGE_SIZE_OPTIONS
+from agentmesh.rpc.tls import PLAINTEXT, TlsFiles
 
 
 def service_config(service: str, *, retry_unavailable: bool) -> dict[str, Any]:
@@ -39,7 +40,10 @@ def service_config(service: str, *, retry_unavailable: bool) -> dict[str, Any]:
     return config
 
 
-def create_channel(target: str, service: str, *, retry_unavailable: bool = False) -> grpc.aio.Channel:
+def create_channel(
+    target: str, service: str, *, retry_unavailable: bool = False, tls: TlsFiles = PLAINTEXT
+) -> grpc.aio.Channel:
+    """A TLS channel when ``tls`` has a certificate (its health checks too: they share the channel)."""
     options: list[tuple[str, Any]] = [
         *MESSAGE_SIZE_OPTIONS,
         ("grpc.service_config", json.dumps(service_config(service, retry_unavailable=retry_unavailable))),
@@ -47,6 +51,12 @@ def create_channel(target: str, service: str, *, retry_unavailable: bool = False
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
+        # A replica that comes back (restarted, rescheduled) gets traffic within seconds, not gRPC's 2 minutes.
+        ("grpc.max_reconnect_backoff_ms", 5_000),
+        *tls.channel_options(),
     ]
     interceptors = [*telemetry.client_interceptors(), *client_metrics_interceptors(), *client_interceptors()]
+    credentials = tls.channel_credentials()
+    if credentials is not None:
+        return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
     return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)

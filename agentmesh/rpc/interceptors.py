@@ -21,6 +21,7 @@ from agentmesh.deadline import set_deadline_in
 from agentmesh.llm.provider import ProviderError
 from agentmesh.request_context import REQUEST_ID_HEADER, current_request_id, request_id_var, sane_request_id
 from agentmesh.rpc.errors import OWN_STATUS, status_for
+from agentmesh.rpc.policy import text_chars
 
 logger = logging.getLogger(__name__)
 
@@ -107,9 +108,15 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     Here a cancelled call unwinds the handler at once, in its own task and context.
     """
 
-    def __init__(self, tracer: trace.Tracer | None = None) -> None:
+    def __init__(
+        self,
+        tracer: trace.Tracer | None = None,
+        max_input_chars: int | None = None,
+        default_deadline_s: float | None = None,
+    ) -> None:
         self.in_flight = InFlight()
         self._tracer = tracer
+        self._bounds = Bounds(max_input_chars, default_deadline_s)
 
     async def intercept_service(
         self,
@@ -136,7 +143,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     def _unary(self, inner: Any, method: str) -> Callable[[Any, Context], Awaitable[Any]]:
         async def unary(request: Any, context: Context) -> Any:
-            async with self._serving(method, context):
+            async with self._serving(method, context, request):
                 return await inner(request, context)
             return None  # only reached when _serving aborted (it raises); keeps mypy's return check honest
 
@@ -144,27 +151,34 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     def _stream(self, inner: Any, method: str) -> Callable[[Any, Context], Awaitable[None]]:
         async def stream(request: Any, context: Context) -> None:
-            async with self._serving(method, context), contextlib.aclosing(inner(request, context)) as items:
+            async with (
+                self._serving(method, context, request),
+                contextlib.aclosing(inner(request, context)) as items,
+            ):
                 async for item in items:
                     await context.write(item)
 
         return stream
 
     @contextlib.asynccontextmanager
-    async def _serving(self, method: str, context: Context) -> AsyncIterator[None]:
+    async def _serving(self, method: str, context: Context, request: Any) -> AsyncIterator[None]:
         request_id_var.set(_request_id_from(context))
-        set_deadline_in(context.time_remaining())
+        limit = self._bounds.own_limit(context)
         started = time.monotonic()
         code = grpc.StatusCode.OK
         with self._span(method, context) as span:
             try:
                 await self.in_flight.admit(context)
+                await self._bounds.check_input(request, context)
                 with self.in_flight.track():
                     try:
-                        yield
+                        async with asyncio.timeout(limit) as scope:
+                            yield
                     except (grpc.aio.AbortError, asyncio.CancelledError):
                         raise
                     except Exception as exc:
+                        if isinstance(exc, TimeoutError) and scope.expired():
+                            await self._bounds.abort_expired(context)
                         await _abort_for(exc, context, method)
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN
@@ -201,6 +215,39 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             set_status_on_exception=False,
         ) as span:
             yield span
+
+
+class Bounds:
+    """A service's own limits on each call, so a direct caller cannot get around what the gateway enforces."""
+
+    def __init__(self, max_input_chars: int | None, default_deadline_s: float | None) -> None:
+        self.max_input_chars = max_input_chars
+        self.default_deadline_s = default_deadline_s
+
+    def own_limit(self, context: Context) -> float | None:
+        """Sets the call's deadline for the layers below; returns our own time limit when the caller sent none."""
+        remaining = context.time_remaining()
+        limit = self.default_deadline_s if remaining is None else None
+        set_deadline_in(remaining if limit is None else limit)
+        return limit
+
+    async def check_input(self, request: Any, context: Context) -> None:
+        if self.max_input_chars is None:
+            return
+        chars = text_chars(request)
+        if chars > self.max_input_chars:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the request has {chars} characters of text; this service accepts at most {self.max_input_chars}",
+                (OWN_STATUS,),
+            )
+
+    async def abort_expired(self, context: Context) -> None:
+        await context.abort(
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            f"the call sent no deadline and ran past this service's default of {self.default_deadline_s:g} s",
+            (OWN_STATUS,),
+        )
 
 
 def _split(method: str) -> tuple[str, str]:

@@ -23,6 +23,7 @@ from agentmesh.metrics import export_breaker_state, listen_host, serve_metrics
 from agentmesh.rpc.breaker_health import report_breakers
 from agentmesh.rpc.interceptors import InFlight, ServerInterceptor
 from agentmesh.rpc.options import server_options
+from agentmesh.rpc.policy import ServerPolicy
 from agentmesh.rpc.reflection import enable_reflection
 from agentmesh.settings import GrpcServiceSettings, load_settings
 from agentmesh.telemetry import configure_tracing, server_tracer, shutdown_tracing
@@ -85,15 +86,23 @@ async def start_grpc_server(
     *,
     serving: bool = True,
     options: Sequence[tuple[str, int]] | None = None,
+    policy: ServerPolicy | None = None,
 ) -> GrpcServer:
     """Binds ``listen`` (``host:0`` picks a free port), registers health and reflection, and starts."""
-    calls = ServerInterceptor(server_tracer())
-    server = grpc.aio.server(interceptors=[calls], options=server_options() if options is None else options)
+    policy = policy or ServerPolicy()
+    calls = ServerInterceptor(server_tracer(), policy.max_input_chars, policy.default_deadline_s)
+    server = grpc.aio.server(
+        interceptors=[calls],
+        options=policy.bound_options(server_options() if options is None else options),
+        maximum_concurrent_rpcs=policy.max_concurrent_rpcs,
+    )
     register(server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    enable_reflection(server, [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
-    port = server.add_insecure_port(listen)
+    if policy.reflection:
+        enable_reflection(server, [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
+    credentials = policy.tls.server_credentials()
+    port = server.add_secure_port(listen, credentials) if credentials else server.add_insecure_port(listen)
     if port == 0:
         raise RuntimeError(f"could not bind gRPC listen address {listen!r}")
     await server.start()
