@@ -5,11 +5,17 @@ One Ctrl-C (SIGINT) or SIGTERM stops them all: SIGTERM to each, SIGKILL for thos
 the grace period (a second Ctrl-C kills at once). Where things listen comes from the environment / `.env`:
 API_HOST, API_PORT, the three *_TARGET variables (each gRPC service listens on its target's host:port) and
 ORCHESTRATOR_METRICS_PORT, WORKER_METRICS_PORT, SYNTHESIZER_METRICS_PORT (each becomes that child's METRICS_PORT).
+
+WORKER_REPLICAS=N and SYNTHESIZER_REPLICAS=N start N processes of that service: replica k (from 1) listens on
+the target's port + 100·(k-1) and serves metrics on its metrics port + 100·(k-1), logs to `.run/<name>-<k>.log`,
+and the orchestrator round-robins over all of them through one multi-address target. A replica that exits is
+started again (as a container's restart policy would); any other child's exit stops the mesh.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import signal
 import socket
@@ -35,6 +41,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = REPO_ROOT / ".run"
 TOKEN_TTL_S = 12 * 3600
 KILL_MARGIN_S = 5.0  # on top of SHUTDOWN_GRACE_PERIOD, so children get to finish their own ordered stop
+REPLICA_PORT_STEP = 100  # replica k's ports: the service's own + 100·(k-1); clear of the other services' ports
+RESTART_AFTER_S = 1.0  # a replica that keeps dying is restarted at most this often
 TAIL_LINES = 25
 _COLORS = ("\033[36m", "\033[33m", "\033[35m", "\033[32m")
 
@@ -48,6 +56,8 @@ class LocalMeshSettings(CommonSettings):
     orchestrator_metrics_port: int = Field(default=9101, ge=1, le=65535)
     worker_metrics_port: int = Field(default=9102, ge=1, le=65535)
     synthesizer_metrics_port: int = Field(default=9103, ge=1, le=65535)
+    worker_replicas: int = Field(default=1, ge=1, le=32)
+    synthesizer_replicas: int = Field(default=1, ge=1, le=32)
     service_model_name: str = "agentmesh"
 
 
@@ -64,6 +74,7 @@ class ServiceSpec:
     module: str
     env: dict[str, str]
     ports: tuple[Port, ...]
+    replica: bool = False  # one of several processes of its service: restarted when it exits
 
 
 @dataclass
@@ -72,6 +83,7 @@ class Child:
     process: subprocess.Popen[str]
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     pump: threading.Thread | None = None
+    started_at: float = field(default_factory=time.monotonic)
 
 
 class Signals:
@@ -93,9 +105,9 @@ class Signals:
         self.name = self.name or signal.Signals(signum).name
 
 
-def open_private_log(path: Path) -> TextIO:
+def open_private_log(path: Path, append: bool = False) -> TextIO:
     """A log file only its owner can read (0600, an existing one too): logs name users and request details."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC), 0o600)
     os.fchmod(descriptor, 0o600)
     return os.fdopen(descriptor, "w", encoding="utf-8")
 
@@ -115,26 +127,82 @@ def build_specs(settings: LocalMeshSettings) -> list[ServiceSpec]:
     if "log_format" not in settings.model_fields_set:
         base["LOG_FORMAT"] = "standard"  # readable in a terminal; JSON stays the services' default elsewhere
     s = settings
-    downstream = {"WORKER_TARGET": s.worker_target, "SYNTHESIZER_TARGET": s.synthesizer_target}
+    workers, worker_target = _replicas("worker", s.worker_target, s.worker_metrics_port, s.worker_replicas, base)
+    synthesizers, synthesizer_target = _replicas(
+        "synthesizer", s.synthesizer_target, s.synthesizer_metrics_port, s.synthesizer_replicas, base
+    )
+    downstream = {"WORKER_TARGET": worker_target, "SYNTHESIZER_TARGET": synthesizer_target}
+    if s.grpc_tls.enabled and not s.grpc_tls_server_name and len(workers) + len(synthesizers) > 2:
+        # An address list names no host to check the servers' certificates against: use the listen host.
+        downstream["GRPC_TLS_SERVER_NAME"] = split_host_port(s.worker_target, "WORKER_TARGET")[0].strip("[]")
     gateway_env = dict(base, API_HOST=s.api_host, API_PORT=str(s.api_port), ORCHESTRATOR_TARGET=s.orchestrator_target)
     api = Port(s.api_host, s.api_port, "gateway HTTP (API_HOST, API_PORT)")
+    orchestrator_env = dict(base, **downstream)
     return [
-        _grpc_spec("worker", s.worker_target, s.worker_metrics_port, base),
-        _grpc_spec("synthesizer", s.synthesizer_target, s.synthesizer_metrics_port, base),
-        _grpc_spec("orchestrator", s.orchestrator_target, s.orchestrator_metrics_port, dict(base, **downstream)),
+        *workers,
+        *synthesizers,
+        _grpc_spec(
+            "orchestrator", "orchestrator", s.orchestrator_target, s.orchestrator_metrics_port, orchestrator_env
+        ),
         ServiceSpec("gateway", "gateway", gateway_env, (api,)),
     ]
 
 
-def _grpc_spec(name: str, target: str, metrics_port: int, base: dict[str, str]) -> ServiceSpec:
-    variable = f"{name.upper()}_TARGET"
+def _replicas(
+    service: str, target: str, metrics_port: int, count: int, base: dict[str, str]
+) -> tuple[list[ServiceSpec], str]:
+    """The processes of one service, and the target that reaches them all (round-robin over an address list)."""
+    if count == 1:
+        return [_grpc_spec(service, service, target, metrics_port, base)], target
+    host, port = split_host_port(target, f"{service.upper()}_TARGET")
+    addresses = [_join(host, port + REPLICA_PORT_STEP * k) for k in range(count)]
+    specs = [
+        _grpc_spec(f"{service}-{k + 1}", service, address, metrics_port + REPLICA_PORT_STEP * k, base, replica=True)
+        for k, address in enumerate(addresses)
+    ]
+    return specs, f"{_address_scheme(host, service)}:{','.join(addresses)}"
+
+
+def _join(host: str, port: int) -> str:
+    return f"{host}:{port}"
+
+
+def _address_scheme(host: str, service: str) -> str:
+    """gRPC's address-list targets take IP literals only: ``ipv4:a:p1,a:p2`` or ``ipv6:[a]:p1,[a]:p2``."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        raise SystemExit(
+            f"{service.upper()}_TARGET={host!r}...: {service.upper()}_REPLICAS needs an IP address as the host "
+            "(e.g. 127.0.0.1), not a name"
+        ) from None
+    return "ipv4" if address.version == 4 else "ipv6"
+
+
+def _grpc_spec(
+    name: str, service: str, target: str, metrics_port: int, base: dict[str, str], replica: bool = False
+) -> ServiceSpec:
+    variable = f"{service.upper()}_TARGET"
     host, port = split_host_port(target, variable)
     env = dict(base, GRPC_LISTEN=target, METRICS_PORT=str(metrics_port))
+    # Metrics bind where the service listens (the service does the same): loopback stays loopback.
     ports = (
         Port(host, port, f"{name} gRPC ({variable})"),
-        Port("0.0.0.0", metrics_port, f"{name} metrics ({name.upper()}_METRICS_PORT)"),
+        Port(host, metrics_port, f"{name} metrics ({service.upper()}_METRICS_PORT)"),
     )
-    return ServiceSpec(name, f"{name}_svc", env, ports)
+    return ServiceSpec(name, f"{service}_svc", env, ports, replica)
+
+
+def describe_processes(specs: Sequence[ServiceSpec]) -> str:
+    """One line per process: where it listens, where its metrics are, where it logs."""
+    width = max(len(spec.name) for spec in specs)
+    lines = []
+    for spec in specs:
+        where = "  ".join(
+            f"{p.meaning.split(' (')[0].removeprefix(spec.name).strip()} {p.host}:{p.port}" for p in spec.ports
+        )
+        lines.append(f"  {spec.name:<{width}}  {where}  log .run/{spec.name}.log")
+    return "\n".join(lines)
 
 
 def port_conflicts(specs: Sequence[ServiceSpec]) -> list[str]:
@@ -183,28 +251,39 @@ class Mesh:
     def start(self) -> None:
         RUN_DIR.mkdir(mode=0o700, exist_ok=True)
         for index, spec in enumerate(self.specs):
-            process = subprocess.Popen(
-                [sys.executable, "-m", spec.module],
-                cwd=REPO_ROOT,
-                env=spec.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                errors="replace",
-                process_group=0,  # the terminal's Ctrl-C reaches only us; we stop the children in order
-            )
-            child = Child(spec, process)
-            child.pump = threading.Thread(target=self._pump, args=(child, index), name=f"log-{spec.name}", daemon=True)
-            child.pump.start()
-            self.children.append(child)
+            self.children.append(self._launch(spec, index, append=False))
 
-    def _pump(self, child: Child, index: int) -> None:
+    def _launch(self, spec: ServiceSpec, index: int, append: bool) -> Child:
+        process = subprocess.Popen(
+            [sys.executable, "-m", spec.module],
+            cwd=REPO_ROOT,
+            env=spec.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            process_group=0,  # the terminal's Ctrl-C reaches only us; we stop the children in order
+        )
+        child = Child(spec, process)
+        pump_args = (child, index, append)
+        child.pump = threading.Thread(target=self._pump, args=pump_args, name=f"log-{spec.name}", daemon=True)
+        child.pump.start()
+        return child
+
+    def restart(self, child: Child) -> None:
+        """Starts an exited replica again in its place, appending to its log."""
+        if child.pump is not None:
+            child.pump.join(timeout=2)
+        index = self.children.index(child)
+        self.children[index] = self._launch(child.spec, index, append=True)
+
+    def _pump(self, child: Child, index: int, append: bool) -> None:
         assert child.process.stdout is not None
         prefix = f"{child.spec.name:<{self.width}} | "
         if self.color:
             prefix = f"{_COLORS[index % len(_COLORS)]}{prefix}\033[0m"
-        with open_private_log(RUN_DIR / f"{child.spec.name}.log") as log:
+        with open_private_log(RUN_DIR / f"{child.spec.name}.log", append=append) as log:
             for line in child.process.stdout:
                 log.write(line)
                 log.flush()
@@ -345,7 +424,7 @@ def run(settings: LocalMeshSettings, ready_timeout_s: float, echo: bool) -> int:
         print("cannot start the mesh:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
     provider = describe_provider(settings)
-    print(f"starting worker, synthesizer, orchestrator, gateway; provider: {provider}", flush=True)
+    print(f"starting {len(specs)} processes; provider: {provider}\n{describe_processes(specs)}", flush=True)
     signals = Signals()
     signals.install()
     mesh = Mesh(specs, echo)
@@ -362,11 +441,16 @@ def run(settings: LocalMeshSettings, ready_timeout_s: float, echo: bool) -> int:
 
 
 def supervise(mesh: Mesh, signals: Signals) -> int:
+    """Until a stop signal: restarts replicas that exit (the others keep serving meanwhile); any other exit
+    stops the mesh."""
     while not signals.stop:
         exited = mesh.first_exited()
-        if exited is not None:
+        if exited is not None and not exited.spec.replica:
             report_exit(mesh, exited, "unexpectedly")
             return 1
+        if exited is not None and time.monotonic() - exited.started_at >= RESTART_AFTER_S:
+            report_exit(mesh, exited, "unexpectedly; the other replicas take its calls, and it is started again")
+            mesh.restart(exited)
         time.sleep(0.2)
     mesh.say(f"{signals.name}: stopping the mesh")
     return 0
