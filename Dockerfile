@@ -15,11 +15,15 @@ COPY orchestrator_svc/ orchestrator_svc/
 COPY worker_svc/ worker_svc/
 COPY synthesizer_svc/ synthesizer_svc/
 RUN pip install . \
-    && useradd --system --uid 10001 --user-group --home-dir /app --create-home agentmesh
+    && groupadd --system --gid 10001 agentmesh \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /app --create-home agentmesh
 
 # Run from an empty directory, so the installed package is what gets imported.
 WORKDIR /app
-USER agentmesh
+# Numeric, so Kubernetes can check runAsNonRoot against the image (the manifests set runAsUser: 10001 too).
+USER 10001:10001
+# Containers listen on every interface (a bare process defaults to loopback); each gRPC service sets its
+# GRPC_LISTEN in compose or its manifest.
 ENV LOG_FORMAT=json \
     API_HOST=0.0.0.0
 EXPOSE 8000 50051 50052 50053

@@ -47,6 +47,7 @@ proto: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint Dockerfile
 
 typecheck: setup
 	$(VENV)/bin/mypy

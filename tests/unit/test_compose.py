@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +68,33 @@ def test_the_observability_profile_scrapes_every_worker_replica_and_traces_every
     assert worker_sd["names"] == ["worker"] and worker_sd["type"] == "A" and worker_sd["port"] == 9102
     for name in ("gateway", "orchestrator", "worker", "synthesizer"):
         assert _environment(services[name])["OTEL_SERVICE_NAME"] == f"agentmesh-{name}"
+
+
+def test_gateway_replicas_share_rate_limits_through_redis(services: dict[str, dict[str, Any]]) -> None:
+    assert _environment(services["gateway"])["RATE_LIMIT_STORAGE_URI"] == "redis://redis:6379/0"
+    assert services["gateway"]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "healthcheck" in services["redis"] and "ports" not in services["redis"]
+
+
+@pytest.mark.parametrize("name", ["orchestrator", "worker", "synthesizer"])
+def test_grpc_services_listen_on_every_interface_of_their_container(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    assert (_environment(services[name])["GRPC_LISTEN"] or "").startswith("[::]:")
+
+
+def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
+    """The real parser (Debian's docker-compose 1.29, which .ci/run installs), on a copy with an empty .env."""
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        why = "docker-compose is not installed (apt-get install -y docker-compose; .ci/run installs it in CI)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true but {why}", pytrace=False)
+        pytest.skip(why)
+    (tmp_path / "docker-compose.yml").write_bytes(COMPOSE_FILE.read_bytes())
+    (tmp_path / ".env").write_text("JWT_SECRET_KEY=" + "k" * 40 + "\n")
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [binary, "config", "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
