@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 END_OF_CALLS_MARGIN_S = 2.0
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# A health name that says SERVING while the process runs, whatever its dependencies: for liveness probes, which
+# must not restart an orchestrator only because its workers are down.
+LIVENESS = "liveness"
 
 
 @dataclass
@@ -108,6 +111,7 @@ async def start_grpc_server(
     await server.start()
     running = GrpcServer(server, port, health, service_names, in_flight=calls.in_flight)
     await running.set_serving(serving)
+    await health.set(LIVENESS, SERVING)
     return running
 
 
