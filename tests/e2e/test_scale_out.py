@@ -8,12 +8,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
-from tests.support.processes import ProcessMesh, ServiceProcess, free_port, process_mesh, spawn, wait_for_grpc_port
+from tests.support.processes import (
+    ProcessMesh,
+    ServiceProcess,
+    calls_served,
+    free_port,
+    process_mesh,
+    spawn,
+    wait_for_grpc_port,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -30,18 +36,7 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessMesh]:
 
 
 def executes_served(metrics_port: int) -> float:
-    """Worker.Execute calls this replica answered OK, from its own /metrics."""
-    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
-        if family.name == "agentmesh_grpc_server_handled":
-            return sum(
-                sample.value
-                for sample in family.samples
-                if sample.name.endswith("_total")
-                and sample.labels.get("method") == "Execute"
-                and sample.labels.get("code") == "OK"
-            )
-    return 0.0
+    return calls_served(metrics_port, "Execute")
 
 
 def run_ok(mesh: ProcessMesh) -> None:

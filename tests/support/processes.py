@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 30.0
@@ -57,6 +58,21 @@ class ServiceProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+def calls_served(metrics_port: int, method: str) -> float:
+    """Calls of ``method`` a service process answered OK, from its own metrics endpoint."""
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "agentmesh_grpc_server_handled":
+            return sum(
+                sample.value
+                for sample in family.samples
+                if sample.name.endswith("_total")
+                and sample.labels.get("method") == method
+                and sample.labels.get("code") == "OK"
+            )
+    return 0.0
 
 
 def _child_env(extra: Mapping[str, str]) -> dict[str, str]:
