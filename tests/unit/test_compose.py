@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from agentmesh.settings import CommonSettings
+
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 
 
@@ -98,3 +100,10 @@ def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
         [binary, "config", "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_containers_get_to_finish_their_drain() -> None:
+    """Compose's stop grace (before SIGKILL) outlasts the services' default SHUTDOWN_GRACE_PERIOD."""
+    anchor = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["x-service"]
+    grace = float(str(anchor["stop_grace_period"]).removesuffix("s"))
+    assert grace > CommonSettings.model_fields["shutdown_grace_period"].default
