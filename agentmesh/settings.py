@@ -129,7 +129,9 @@ class GrpcServiceSettings(CommonSettings):
         description="seconds calls in flight on an aged connection may still take; 0: no limit (deadlines bound them)",
     )
 
-    grpc_max_concurrent_rpcs: int = Field(default=100, ge=1, description="calls at once, health watches included")
+    grpc_max_concurrent_rpcs: int = Field(
+        default=1000, ge=0, description="calls at once, health watches included; more are refused; 0: no bound"
+    )
     max_input_chars: int = Field(default=1_000_000, ge=1, description="characters of text in one request")
     grpc_default_deadline: float = Field(default=120.0, gt=0, description="seconds, for calls sent without one")
     grpc_reflection: bool = True
@@ -141,7 +143,7 @@ class GrpcServiceSettings(CommonSettings):
     def server_policy(self) -> ServerPolicy:
         return ServerPolicy(
             tls=self.grpc_tls,
-            max_concurrent_rpcs=self.grpc_max_concurrent_rpcs,
+            max_concurrent_rpcs=self.grpc_max_concurrent_rpcs or None,
             max_input_chars=self.max_input_chars,
             default_deadline_s=self.grpc_default_deadline,
             reflection=self.grpc_reflection,

@@ -5,6 +5,7 @@ Starts the services as processes (offline model at OFFLINE_LATENCY_MS), then kee
 finished with every subtask done, and how the Execute calls spread over the replicas (from their own metrics).
 
     .venv/bin/python -m bench.replica_throughput [--replicas 1 2 3] [--latency-ms 0] [--concurrency 32]
+        [--max-concurrent-rpcs 100]
 """
 
 from __future__ import annotations
@@ -62,11 +63,16 @@ def main() -> None:
     parser.add_argument("--subtasks", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--max-concurrent-rpcs", type=int, default=100, help="GRPC_MAX_CONCURRENT_RPCS per process")
     args = parser.parse_args()
-    env = {"OFFLINE_LATENCY_MS": str(args.latency_ms), "MAX_SUBTASKS": str(args.subtasks)}
+    env = {
+        "OFFLINE_LATENCY_MS": str(args.latency_ms),
+        "MAX_SUBTASKS": str(args.subtasks),
+        "GRPC_MAX_CONCURRENT_RPCS": str(args.max_concurrent_rpcs),
+    }
     print(
         f"offline model at {args.latency_ms} ms per call; {args.concurrency} concurrent runs of {args.subtasks} "
-        f"subtasks for {args.seconds:g} s"
+        f"subtasks for {args.seconds:g} s; GRPC_MAX_CONCURRENT_RPCS={args.max_concurrent_rpcs}"
     )
     print(f"{'workers':>7} {'runs/s':>8} {'subtasks/s':>11} {'failed':>7}  Execute calls per replica")
     for replicas in args.replicas:

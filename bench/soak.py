@@ -149,6 +149,8 @@ def main() -> None:
             "SYNTHESIS_TIMEOUT": str(args.hold + 120),
             "WORKER_COORDINATION_TIMEOUT": "120",
             "PLANNING_TIMEOUT": "120",
+            # The soak holds every stream at once in one process per service: no load shedding here.
+            "GRPC_MAX_CONCURRENT_RPCS": "0",
             **dict(item.split("=", 1) for item in args.env),
         }
         with process_mesh(workdir, env=env) as mesh:

@@ -201,7 +201,8 @@ async def test_on_coordination_timeout_fail_keeps_the_timeout_an_error(
 async def test_a_burst_of_calls_the_worker_cannot_accept_at_once_all_run() -> None:
     """Thousands of Execute calls arrive while the worker's event loop is busy: they wait to be accepted, none
     is dropped. (grpc core's default cancels calls beyond 1000 waiting: CANCELLED, and the handler never runs.)"""
-    worker = await start_worker(WorkerSettings(), OfflineProvider(), "127.0.0.1:0")
+    # No GRPC_MAX_CONCURRENT_RPCS bound (it would refuse the burst, loudly): this is about calls waiting in core.
+    worker = await start_worker(WorkerSettings(grpc_max_concurrent_rpcs=0), OfflineProvider(), "127.0.0.1:0")
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{worker.port}") as channel:
             stub = worker_pb2_grpc.WorkerStub(channel)
