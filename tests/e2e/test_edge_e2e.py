@@ -75,7 +75,7 @@ def test_one_request_id_in_the_response_every_service_log_and_upstream(
         assert ours, f"{service.name} logged nothing with the request id"
         # From the request's first line on, nothing is logged without a request id.
         anonymous = [r for r in records[ours[0] :] if not r.get("request_id")]
-        assert not anonymous, (service.name, anonymous)
+        assert not anonymous, (service.name, [(r.get("event"), r.get("logger")) for r in anonymous])
 
 
 def start_gateway(workdir: Path, name: str, env: dict[str, str]) -> ServiceProcess:
