@@ -29,6 +29,8 @@ def build_prompt(request: synthesizer_pb2.SynthesizeRequest, model: str, default
         result = results.get(subtask.id)
         if result is None:
             parts.append(f"[{subtask.id}] {subtask.title} — MISSING: this subtask did not run.")
+        elif result.outcome == common_pb2.SUBTASK_OUTCOME_OVER_BUDGET:
+            parts.append(f"[{subtask.id}] {subtask.title} — MISSING: left out to keep within the cost cap.")
         elif result.error:
             parts.append(f"[{subtask.id}] {subtask.title} — MISSING: it failed ({result.error}).")
         else:
@@ -37,5 +39,6 @@ def build_prompt(request: synthesizer_pb2.SynthesizeRequest, model: str, default
         model=model,
         system=SYSTEM,
         messages=[Message(role="user", content="\n\n".join(parts))],
-        max_tokens=request.max_output_tokens or default_max_tokens,
+        # A caller may lower the configured cap, never raise it.
+        max_tokens=min(request.max_output_tokens or default_max_tokens, default_max_tokens),
     )

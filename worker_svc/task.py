@@ -27,5 +27,6 @@ def build_prompt(request: worker_pb2.ExecuteRequest, model: str, default_max_tok
         model=model,
         system=SYSTEM,
         messages=[Message(role="user", content="\n\n".join(parts))],
-        max_tokens=request.max_output_tokens or default_max_tokens,
+        # A caller may lower the configured cap, never raise it.
+        max_tokens=min(request.max_output_tokens or default_max_tokens, default_max_tokens),
     )
