@@ -19,6 +19,8 @@ from agentmesh.llm.provider import Prompt, Tool
 PROMPT_OVERHEAD_TOKENS = 64
 PER_MESSAGE_OVERHEAD_TOKENS = 16
 TOOL_OVERHEAD_TOKENS = 512
+# Trailing metadata of a failed Orchestrator.Run: what the run may have cost (held calls at their worst case), in USD.
+SPENT_TRAILER = "agentmesh-spent-usd"
 # Fewer output tokens than this make a call not worth starting (or the configured maximum, when that is smaller).
 OUTPUT_TOKENS_FLOOR = 128
 

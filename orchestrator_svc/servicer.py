@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 import grpc
 
 from agentmesh import metrics
-from agentmesh.budget import BudgetExceeded
+from agentmesh.budget import SPENT_TRAILER, BudgetExceeded
 from agentmesh.deadline import deadline_in
 from agentmesh.llm.provider import InvalidResponse, LLMProvider, ProviderError
 from agentmesh.rpc.deadline import MARGIN_S, phase_budget
@@ -57,19 +57,26 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         self, request: orchestrator_pb2.RunRequest, context: RunContext
     ) -> AsyncIterator[orchestrator_pb2.RunEvent]:
         metrics.runs_in_flight.inc()
+        budget: RunBudget | None = None
         try:
-            async with contextlib.aclosing(self._run(request, context)) as events:
+            budget = self._budget(request)
+            async with contextlib.aclosing(self._run(request, budget, context)) as events:
                 async for event in events:
                     yield event
+        except Exception:
+            if budget is not None and budget.capped:
+                # For the caller's own budget (the gateway's daily one): what this failed run may have cost.
+                spent = budget.ledger.spent + budget.ledger.reserved
+                context.set_trailing_metadata(((SPENT_TRAILER, f"{spent:.17g}"),))
+            raise
         finally:
             metrics.runs_in_flight.dec()
 
     async def _run(
-        self, request: orchestrator_pb2.RunRequest, context: RunContext
+        self, request: orchestrator_pb2.RunRequest, budget: RunBudget, context: RunContext
     ) -> AsyncGenerator[orchestrator_pb2.RunEvent, None]:
         recorder = RunRecorder()
         objective = objective_text(request.messages)
-        budget = self._budget(request)
         with recorder.phase("planning"):
             plan, plan_usage = await self._plan(request, objective, budget, context)
         usages = [plan_usage] if plan_usage is not None else []
