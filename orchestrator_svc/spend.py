@@ -86,13 +86,13 @@ def fit_plan(
         included = _without_last(included)
     raise BudgetExceeded(
         f"${available:.6f} is left after planning; one subtask with the synthesis needs at least "
-        f"${minimum_run_usd(objective, subtasks[:1], worker, synthesizer):.6f}"
+        f"${minimum_run_usd(objective, subtasks, worker, synthesizer):.6f}"
     )
 
 
 def minimum_run_usd(objective: str, subtasks: Sequence[common_pb2.Subtask], worker: Agent, synthesizer: Agent) -> float:
-    """The worst case of running ``subtasks`` with the workers at their floor, and the synthesis."""
-    fixed, per_token = _cost_line(objective, subtasks, subtasks, worker, synthesizer)
+    """The worst case of the first of ``subtasks`` with its worker at the floor, and the synthesis of them all."""
+    fixed, per_token = _cost_line(objective, subtasks, subtasks[:1], worker, synthesizer)
     return fixed + per_token * floor_tokens(worker.max_tokens)
 
 
