@@ -93,13 +93,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         yield plan_event
         coordination_s = self._coordination_budget(context)
         executor = self._executor(objective, time.monotonic() + coordination_s, budget)
-        why = f"left out: the cost cap of ${budget.ledger.cap:.6f} covers {len(plan.subtasks) - len(left_out)} of "
         scheduler = Scheduler(
             plan.subtasks,
             executor,
             fail_fast=self._settings.fail_fast,
             finish_on_timeout=self._settings.on_coordination_timeout == "synthesize",
-            left_out={sid: f"{why}{len(plan.subtasks)} subtasks" for sid in left_out},
+            left_out=left_out,
         )
         try:
             with recorder.phase("coordination"):

@@ -166,14 +166,16 @@ class RunBudget:
             )
         return self.ledger.reserve(planning)
 
-    def fit(self, objective: str, subtasks: Sequence[common_pb2.Subtask]) -> list[str]:
-        """Holds the synthesis, sets the workers' max_tokens; returns the ids of the subtasks left out."""
+    def fit(self, objective: str, subtasks: Sequence[common_pb2.Subtask]) -> dict[str, str]:
+        """Holds the synthesis, sets the workers' max_tokens; returns the subtasks left out, with the reason."""
         if not self.capped:
-            return []
+            return {}
         fit = fit_plan(self.ledger.available, objective, subtasks, self.worker, self.synthesizer)
         self.worker_tokens = fit.worker_tokens
         self._synthesis_hold = self.ledger.reserve(fit.synthesis_usd)
-        return fit.left_out
+        kept = len(subtasks) - len(fit.left_out)
+        why = f"left out: the cost cap of ${self.ledger.cap:.6f} covers {kept} of {len(subtasks)} subtasks"
+        return dict.fromkeys(fit.left_out, why)
 
     def reserve_worker(
         self, objective: str, subtask: common_pb2.Subtask, deps: Sequence[common_pb2.SubtaskResult]

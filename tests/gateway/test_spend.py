@@ -80,6 +80,7 @@ async def test_a_subject_that_spent_its_day_gets_429_while_another_is_served(
         served = [await alice.post("/v1/chat/completions", json=CHAT) for _ in range(3)]
         refused = await alice.post("/v1/chat/completions", json=CHAT)
         other = await bob.post("/v1/chat/completions", json=CHAT)
+        scraped = (await alice.get("/metrics")).text
     assert [r.status_code for r in served] == [200, 200, 200]
     # Without a cap of its own a request may spend what is left of the day; the third gets what two left.
     assert [r.max_cost_usd for r in fake.requests[:3]] == pytest.approx([0.01, 0.01 - RUN_COST, 0.01 - 2 * RUN_COST])
@@ -91,6 +92,8 @@ async def test_a_subject_that_spent_its_day_gets_429_while_another_is_served(
     assert refused.headers["x-budget-remaining-usd"] == "0.000000"
     assert other.status_code == 200
     assert len(fake.requests) == 4
+    assert 'agentmesh_spend_refusals_total{reason="daily_budget"}' in scraped
+    assert "alice" not in scraped
 
 
 async def test_concurrent_requests_never_reserve_more_than_the_day_holds(
