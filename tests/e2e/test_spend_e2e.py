@@ -29,6 +29,7 @@ AGENT_MODEL = "claude-haiku-4-5-20251001"
 PRICES = {ORCHESTRATOR_MODEL: (4.0, 20.0), AGENT_MODEL: (2.0, 10.0)}
 MAX_TOKENS = {"ORCHESTRATOR_MAX_TOKENS": "300", "WORKER_MAX_TOKENS": "2000", "SYNTHESIZER_MAX_TOKENS": "2000"}
 DAILY_LIMIT = 0.5
+IP_LIMIT = 150
 FANOUT = "\n".join(f"Describe {city}" for city in ("Paris", "Rome", "Berlin", "Madrid", "Vienna", "Lisbon"))
 LONG_ANSWER = "All about it, in detail. " * 800  # 20000 characters: longer than any max_tokens here allows
 
@@ -54,6 +55,8 @@ def mesh_env(fake: FakeAnthropicProcess, pricing_file: Path) -> dict[str, str]:
         "MODEL_PRICING_FILE": str(pricing_file),
         "SPEND_LIMIT_USD_PER_DAY": str(DAILY_LIMIT),
         "MAX_CONCURRENT_STREAMS_PER_USER": "0",
+        # Every request here comes from 127.0.0.1; the module's verified requests stay well below this.
+        "RATE_LIMIT_PER_IP": f"{IP_LIMIT}/minute",
         **MAX_TOKENS,
     }
 
@@ -183,6 +186,15 @@ def test_a_huge_client_max_tokens_leaves_the_configured_cap(mesh: ProcessMesh, f
         assert response.status_code == 200, response.text
         (synthesis,) = [r for r in fake.requests() if agent_of(r) == "synthesizer"]
         assert synthesis["body"]["max_tokens"] == sent
+
+
+def test_an_unauthenticated_flood_leaves_a_user_of_that_ip_unaffected(
+    mesh: ProcessMesh, fake: FakeAnthropicProcess
+) -> None:
+    with httpx.Client(base_url=mesh.base_url, headers={"Authorization": "Bearer not-a-token"}, timeout=10) as client:
+        statuses = [client.post("/v1/chat/completions", json={}).status_code for _ in range(IP_LIMIT + 1)]
+    assert statuses == [401] * IP_LIMIT + [429]
+    assert chat(mesh.base_url, "after-the-flood", mesh.jwt_secret, "Describe Paris").status_code == 200
 
 
 def spend_the_day(urls: list[str], subject: str, secret: str) -> list[httpx.Response]:
