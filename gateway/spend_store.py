@@ -19,6 +19,12 @@ BUCKET_S = 60
 # One bucket more than a day: an amount leaves the window no sooner than 24 h after it was spent.
 WINDOW_BUCKETS = 24 * 3600 // BUCKET_S
 KEY_PREFIX = "agentmesh:spend:"
+# The field of a subject's hash holding what runs in flight have reserved (every other field is a bucket).
+HELD = "held"
+# Retry-After while other runs of the subject hold the budget: what they do not spend comes back when they end.
+RETRY_WHILE_HELD_S = 5
+# Less than this is nothing left (floating-point residue of settled amounts), in US dollars.
+MIN_GRANT_USD = 1e-9
 
 
 class SpendStoreUnavailable(Exception):
@@ -33,7 +39,7 @@ class Hold:
     bucket: int
     granted: float
     left: float
-    retry_after_s: int  # when the oldest spending in the window leaves it
+    retry_after_s: int  # when budget may be free again: runs in flight ending, or the oldest spending leaving
 
 
 class SpendStore(Protocol):
@@ -52,7 +58,9 @@ def _now_bucket() -> int:
     return int(time.time()) // BUCKET_S
 
 
-def _retry_after(oldest: int) -> int:
+def _retry_after(oldest: int, held_by_others: float) -> int:
+    if held_by_others > 1e-9:
+        return RETRY_WHILE_HELD_S
     return max(1, (oldest + WINDOW_BUCKETS + 1) * BUCKET_S - int(time.time()))
 
 
@@ -61,6 +69,7 @@ class MemorySpendStore:
 
     def __init__(self) -> None:
         self._buckets: dict[str, dict[int, float]] = {}
+        self._held: dict[str, float] = {}
 
     async def reserve(self, key: str, wanted: float, limit: float) -> Hold:
         now = _now_bucket()
@@ -68,43 +77,52 @@ class MemorySpendStore:
         for bucket in [b for b in buckets if b < now - WINDOW_BUCKETS]:
             del buckets[bucket]
         left = limit - sum(buckets.values())
-        granted = max(0.0, min(wanted, left))
+        granted = min(wanted, left) if min(wanted, left) >= MIN_GRANT_USD else 0.0
+        held = self._held.get(key, 0.0)
         if granted > 0:
             buckets[now] = buckets.get(now, 0.0) + granted
-        return Hold(key, now, granted, left - granted, _retry_after(min(buckets, default=now)))
+            self._held[key] = held + granted
+        return Hold(key, now, granted, left - granted, _retry_after(min(buckets, default=now), held))
 
     async def settle(self, hold: Hold, cost: float) -> None:
         buckets = self._buckets.get(hold.key)
         if buckets is not None and hold.bucket in buckets:
             buckets[hold.bucket] += cost - hold.granted
+        if hold.key in self._held:
+            self._held[hold.key] -= hold.granted
 
     async def aclose(self) -> None:
         self._buckets.clear()
 
 
-# KEYS[1] the subject's hash; ARGV: current bucket, window in buckets, limit, wanted. Returns strings (a Lua number
-# returned to Redis is truncated to an integer): granted, left, oldest bucket.
+# KEYS[1] the subject's hash; ARGV: current bucket, window in buckets, limit, wanted, bucket seconds, least grant.
+# Returns strings (a Lua number
+# returned to Redis is truncated to an integer): granted, left, oldest bucket, held by runs in flight before.
 _RESERVE = """
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
-local spent, oldest = 0, now
+local spent, oldest, held = 0, now, 0
 local fields = redis.call('HGETALL', KEYS[1])
 for i = 1, #fields, 2 do
-  local bucket = tonumber(fields[i])
-  if bucket < now - window then
+  if fields[i] == 'held' then
+    held = tonumber(fields[i + 1])
+  elseif tonumber(fields[i]) < now - window then
     redis.call('HDEL', KEYS[1], fields[i])
   else
     spent = spent + tonumber(fields[i + 1])
-    if bucket < oldest then oldest = bucket end
+    oldest = math.min(oldest, tonumber(fields[i]))
   end
 end
 local left = tonumber(ARGV[3]) - spent
-local granted = math.max(0, math.min(tonumber(ARGV[4]), left))
+local granted = math.min(tonumber(ARGV[4]), left)
+if granted < tonumber(ARGV[6]) then granted = 0 end
 if granted > 0 then
   redis.call('HINCRBYFLOAT', KEYS[1], ARGV[1], string.format('%.17g', granted))
+  redis.call('HINCRBYFLOAT', KEYS[1], 'held', string.format('%.17g', granted))
   redis.call('EXPIRE', KEYS[1], (window + 2) * tonumber(ARGV[5]))
 end
-return {string.format('%.17g', granted), string.format('%.17g', left - granted), tostring(oldest)}
+local function s(x) return string.format('%.17g', x) end
+return {s(granted), s(left - granted), tostring(oldest), s(held)}
 """
 
 
@@ -119,16 +137,19 @@ class RedisSpendStore:
 
     async def reserve(self, key: str, wanted: float, limit: float) -> Hold:
         now = _now_bucket()
-        args: list[str | int] = [now, WINDOW_BUCKETS, repr(limit), repr(wanted), BUCKET_S]
+        args: list[str | int] = [now, WINDOW_BUCKETS, repr(limit), repr(wanted), BUCKET_S, repr(MIN_GRANT_USD)]
         try:
-            granted, left, oldest = await self._reserve(keys=[KEY_PREFIX + key], args=args)
+            granted, left, oldest, held = await self._reserve(keys=[KEY_PREFIX + key], args=args)
         except RedisError as exc:
             raise SpendStoreUnavailable(str(exc)) from None
-        return Hold(key, now, float(granted), float(left), _retry_after(int(oldest)))
+        return Hold(key, now, float(granted), float(left), _retry_after(int(oldest), float(held)))
 
     async def settle(self, hold: Hold, cost: float) -> None:
         try:
-            await self._client.hincrbyfloat(KEY_PREFIX + hold.key, str(hold.bucket), cost - hold.granted)
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hincrbyfloat(KEY_PREFIX + hold.key, str(hold.bucket), cost - hold.granted)
+                pipe.hincrbyfloat(KEY_PREFIX + hold.key, HELD, -hold.granted)
+                await pipe.execute()
         except RedisError as exc:
             raise SpendStoreUnavailable(str(exc)) from None
 

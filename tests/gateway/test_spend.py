@@ -113,6 +113,8 @@ async def test_concurrent_requests_never_reserve_more_than_the_day_holds(
     assert sorted(r.status_code for r in responses) == [200, 200, 200, 200, 429, 429]
     assert sorted(r.max_cost_usd for r in fake.requests) == pytest.approx([0.001, 0.003, 0.003, 0.003])
     assert [t.result().status_code for t in refused] == [429, 429]
+    # The day is held, not spent: what the runs in flight do not spend comes back when they end.
+    assert [t.result().headers["retry-after"] for t in refused] == ["5", "5"]
 
 
 async def test_a_failed_run_is_charged_what_the_orchestrator_says_it_spent(
