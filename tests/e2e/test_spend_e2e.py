@@ -219,7 +219,7 @@ def spend_the_day(urls: list[str], subject: str, secret: str) -> list[httpx.Resp
 
 def assert_day_spent(answers: list[httpx.Response], last: httpx.Response, upstream: list[dict[str, Any]]) -> None:
     """Refused while runs in flight held the day (retry soon), or once it was spent (retry in about a day)."""
-    assert {a.status_code for a in answers} == {200, 429}
+    assert {a.status_code for a in answers} == {200, 429}, [a.text for a in answers if a.status_code not in (200, 429)]
     for refused in [a for a in answers if a.status_code == 429] + [last]:
         error = refused.json()["error"]
         assert (error["type"], error["code"]) == ("insufficient_quota", "insufficient_quota")
