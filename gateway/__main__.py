@@ -15,6 +15,7 @@ from agentmesh.logging import configure_logging
 from agentmesh.settings import load_settings
 from agentmesh.telemetry import configure_tracing, shutdown_tracing
 from gateway.app import create_app
+from gateway.http_protocol import EdgeLimits, edge_protocol
 from gateway.routes.health import mark_draining
 from gateway.settings import GatewaySettings
 
@@ -56,13 +57,26 @@ class DrainingServer(uvicorn.Server):
 
 
 def uvicorn_config(app: FastAPI, settings: GatewaySettings) -> uvicorn.Config:
+    # uvicorn's access log writes query strings (a token sent as ?access_token=); gateway.access_log replaces it.
+    logging.getLogger("uvicorn.access").disabled = True
     return uvicorn.Config(
         app,
         host=settings.api_host,
         port=settings.api_port,
         # Keep the shared logging setup: uvicorn's loggers propagate to it.
         log_config=None,
+        access_log=False,
+        server_header=False,
         ws="none",
+        # h11 with read deadlines and a connection bound (gateway.http_protocol), whatever else is installed.
+        http=edge_protocol(
+            EdgeLimits(
+                header_timeout=settings.http_header_timeout,
+                body_timeout=settings.http_body_timeout,
+                max_connections=settings.max_connections,
+            )
+        ),
+        timeout_keep_alive=settings.http_keepalive_timeout,
         # The client IP (per-IP rate limits) is the socket peer unless TRUST_PROXY_HEADERS names proxies to believe.
         proxy_headers=settings.trust_proxy_headers,
         forwarded_allow_ips=settings.forwarded_allow_ips,

@@ -14,10 +14,13 @@ from starlette.middleware.cors import CORSMiddleware
 
 from agentmesh.request_context import REQUEST_ID_HEADER
 from agentmesh.rpc.channel import create_channel
+from gateway.access_log import AccessLogMiddleware
 from gateway.auth import AuthMiddleware, TokenVerifier
 from gateway.body_limit import BodySizeLimitMiddleware
 from gateway.dependencies import GatewayState
 from gateway.errors import error_responses, install_error_handlers
+from gateway.framing import AmbiguousFramingMiddleware
+from gateway.head import HeadAsGetMiddleware
 from gateway.http_metrics import HttpMetricsMiddleware
 from gateway.orchestrator_client import ORCHESTRATOR_SERVICE, OrchestratorClient
 from gateway.rate_limit import (
@@ -78,7 +81,15 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None
             await channel.close()
             await store.aclose()
 
-    app = FastAPI(title="agentmesh", summary="OpenAI-compatible gateway of the agentmesh", lifespan=lifespan)
+    docs = settings.api_docs_enabled
+    app = FastAPI(
+        title="agentmesh",
+        summary="OpenAI-compatible gateway of the agentmesh",
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+    )
     app.state.gateway = state
     crash_headers = {**security_headers(settings.hsts_max_age), "Content-Security-Policy": JSON_CSP}
     install_error_handlers(app, crash_headers=crash_headers)
@@ -89,6 +100,7 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None
     app.include_router(metrics.router)
     # Added last, so it sits just inside the request-id middleware: edge refusals (401, 413, 429) count too.
     app.add_middleware(HttpMetricsMiddleware, known_paths=lambda: app.openapi()["paths"].keys())
+    app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
     if tracer_provider is not None:
         # Excluded: probes and scrapes would drown the traces of real requests, and a span per ASGI message
@@ -101,10 +113,11 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None
 
 def _add_edge_middleware(app: FastAPI, settings: GatewaySettings, limiter: RateLimiter | None) -> None:
     """The last added is the outermost. A request meets, in order: request id (so every answer carries it),
-    security headers, CORS (preflights never need a token), the per-IP budget of requests that will fail
-    authentication, authentication, the per-IP budget of verified requests, the per-subject budget, the
-    open-completions cap, and the body limit."""
+    security headers, the framing check, CORS (preflights never need a token), the per-IP budget of requests that
+    will fail authentication, authentication, the per-IP budget of verified requests, the per-subject budget, the
+    open-completions cap, and the body limit; HEAD becomes GET last."""
     verifier = TokenVerifier(settings)
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_size)
     if settings.max_concurrent_streams_per_user:
         app.add_middleware(StreamConcurrencyMiddleware, limit=settings.max_concurrent_streams_per_user)
@@ -126,6 +139,7 @@ def _add_edge_middleware(app: FastAPI, settings: GatewaySettings, limiter: RateL
             expose_headers=CORS_EXPOSED_HEADERS,
             max_age=600,
         )
+    app.add_middleware(AmbiguousFramingMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, hsts_max_age=settings.hsts_max_age)
 
 

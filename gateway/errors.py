@@ -13,7 +13,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentmesh.request_context import REQUEST_ID_HEADER, current_request_id
+from agentmesh.rpc.errors import is_own_status, message_too_large, public_words
 from gateway.protocol import ErrorDetail, ErrorResponse
+from gateway.request_id import echoed_request_id
 from gateway.translate import InvalidRequest
 
 logger = logging.getLogger(__name__)
@@ -21,6 +23,7 @@ logger = logging.getLogger(__name__)
 # nginx's "client closed request": logged for requests whose client went away; never reaches anyone.
 CLIENT_CLOSED_REQUEST = 499
 RETRY_AFTER_SECONDS = 5
+_INTERNAL = "internal error (see the gateway log for this request id)"
 
 
 class ApiError(StarletteHTTPException):
@@ -59,7 +62,7 @@ _DOCUMENTED = {
     "a max_cost_usd too small for the run)",
     401: "missing, malformed, expired or otherwise invalid bearer token (with WWW-Authenticate: Bearer)",
     404: "unknown model (code model_not_found)",
-    413: "request body larger than MAX_REQUEST_BODY_SIZE",
+    413: "request body larger than MAX_REQUEST_BODY_SIZE, or a request too large to pass between the services",
     422: "the request does not match the schema",
     429: "rate limit, concurrency cap or daily spend limit (insufficient_quota) reached, or the model API is rate "
     "limited (Retry-After says when to retry)",
@@ -97,14 +100,27 @@ _RPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str, Mapping[str, str]]] = {
 
 
 def rpc_error(exc: grpc.aio.AioRpcError) -> ApiError:
-    """The one mapping from a failed Orchestrator call to an HTTP error; its message names the failed phase."""
+    """The one mapping from a failed Orchestrator call to an HTTP error.
+
+    The orchestrator's own messages name the failed phase and are passed on; gRPC's own (connection failures,
+    message-size limits) would show addresses and byte counts, so the client gets our words and the log the detail.
+    """
     code = exc.code()
-    status, type_, headers = _RPC_TO_HTTP.get(code, (500, "server_error", {}))
-    message = exc.details() or f"orchestrator call failed with {code.name}"
+    headers: Mapping[str, str]
+    if message_too_large(exc):
+        status, type_, headers = 413, "invalid_request_error", {}
+        message = "the request is too large for the mesh to pass between its services: send fewer or shorter messages"
+        error_code = "request_too_large"
+    else:
+        status, type_, headers = _RPC_TO_HTTP.get(code, (500, "server_error", {}))
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and not is_own_status(exc):
+            status, type_, headers = 503, "service_unavailable_error", _RETRY  # a gRPC limit, not a rate limit
+        message = public_words(exc) if status != 500 or is_own_status(exc) else _INTERNAL
+        error_code = code.name.lower()
     log = logger.info if status == CLIENT_CLOSED_REQUEST else logger.warning
-    log("orchestrator call failed", extra={"grpc_status": code.name, "status": status, "detail": message})
+    log("orchestrator call failed", extra={"grpc_status": code.name, "status": status, "detail": exc.details()})
     param = "max_cost_usd" if code == grpc.StatusCode.FAILED_PRECONDITION else None
-    return ApiError(status, message, type_, param=param, code=code.name.lower(), headers=headers)
+    return ApiError(status, message, type_, param=param, code=error_code, headers=headers)
 
 
 def shutting_down() -> ApiError:
@@ -168,16 +184,16 @@ def _location(error: Mapping[str, Any]) -> str:
 
 
 def _unexpected(headers: Mapping[str, str]) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
-    async def handler(_: Request, exc: Exception) -> JSONResponse:
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
         """Runs in Starlette's ServerErrorMiddleware, outside every middleware of ours, so it sets the request id
         and the security ``headers`` itself.
 
         Not logged here: the middleware re-raises, and the server logs the traceback once (with the request id).
         """
-        error = ApiError(500, "internal error (see the gateway log for this request id)", "server_error")
+        error = ApiError(500, _INTERNAL, "server_error")
         response = error.response()
         response.headers.update(headers)
-        if (request_id := current_request_id()) is not None:
+        if (request_id := echoed_request_id(request.scope) or current_request_id()) is not None:
             response.headers[REQUEST_ID_HEADER] = request_id
         return response
 

@@ -1,4 +1,4 @@
-"""Counts and times every HTTP request by route template (never the raw path), streams until their end."""
+"""Counts and times every HTTP request by route template and method (never raw values), streams until their end."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from collections.abc import Callable, Collection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentmesh import metrics
+
+# RFC 9110's methods: anything else a client sends is one `other` value, not a new time series per made-up method.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 
 
 class HttpMetricsMiddleware:
@@ -41,6 +44,6 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, observe)
         finally:
-            route, method = self._route(scope), scope["method"]
+            route, method = self._route(scope), metrics.bounded(scope["method"], HTTP_METHODS)
             metrics.http_requests.labels(route, method, str(status)).inc()
             metrics.http_duration.labels(route, method).observe(time.monotonic() - started)

@@ -75,6 +75,17 @@ class GatewaySettings(CommonSettings):
     hsts_max_age: int = Field(default=0, ge=0, description="seconds; 0 = no Strict-Transport-Security")
     trust_proxy_headers: bool = Field(default=False, description="take the client IP from X-Forwarded-For")
     forwarded_allow_ips: str = Field(default="127.0.0.1", description="proxies trusted with TRUST_PROXY_HEADERS")
+    jwt_max_lifetime: int = Field(
+        default=30 * 86400, gt=0, description="seconds; tokens whose exp lies further from iat (or now) are refused"
+    )
+    jwt_leeway: float = Field(default=10.0, ge=0, le=300, description="seconds of clock skew allowed on exp, nbf, iat")
+    http_header_timeout: float = Field(
+        default=10.0, gt=0, description="seconds for a request line and its headers to arrive"
+    )
+    http_body_timeout: float = Field(default=30.0, gt=0, description="seconds for a whole request body to arrive")
+    http_keepalive_timeout: int = Field(default=5, gt=0, description="seconds an idle keep-alive connection stays open")
+    max_connections: int = Field(default=1000, gt=0, description="open HTTP connections; requests beyond get 503")
+    api_docs_enabled: bool = Field(default=True, description="serve /docs, /redoc and /openapi.json")
 
     @field_validator("jwt_public_key", "jwt_public_key_file", "jwt_audience", "jwt_issuer", mode="before")
     @classmethod

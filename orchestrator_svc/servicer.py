@@ -16,7 +16,7 @@ from agentmesh.budget import SPENT_TRAILER, BudgetExceeded
 from agentmesh.deadline import deadline_in
 from agentmesh.llm.provider import InvalidResponse, LLMProvider, ProviderError
 from agentmesh.rpc.deadline import MARGIN_S, phase_budget
-from agentmesh.rpc.errors import InvalidInput, PhaseFailed, status_for
+from agentmesh.rpc.errors import InvalidInput, PhaseFailed, downstream_failure, status_for
 from agentmesh.usage import summarize, usage_message
 from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc, synthesizer_pb2, worker_pb2
 from orchestrator_svc.downstream import Downstream
@@ -224,12 +224,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                     )
                 usage = response.result.usage
             except grpc.aio.AioRpcError as exc:
-                code = exc.code()
+                code, words = downstream_failure(exc)
                 if code == grpc.StatusCode.FAILED_PRECONDITION:  # the worker found the cap short: no call was made
                     reservation.release()
-                    raise SubtaskFailed(f"left out: {exc.details()}", code.name, OVER_BUDGET) from None
+                    raise SubtaskFailed(f"left out: {words}", code.name, OVER_BUDGET) from None
                 outcome = TIMED_OUT if code == grpc.StatusCode.DEADLINE_EXCEEDED else FAILED
-                raise SubtaskFailed(f"{code.name}: {exc.details()}", code.name, outcome) from None
+                raise SubtaskFailed(f"{code.name}: {words}", code.name, outcome) from None
             finally:
                 run_budget.settle(reservation, usage)  # a call that ended without usage keeps its whole reservation
             return response.result
@@ -258,7 +258,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise PhaseFailed(exc.code(), f"synthesis timed out after {round(budget, 2):g} s") from None
-            raise PhaseFailed(exc.code(), f"synthesis failed: {exc.details()}") from None
+            code, words = downstream_failure(exc)
+            raise PhaseFailed(code, f"synthesis failed: {words}") from None
         finally:
             call.cancel()
             run_budget.settle(reservation, usage)

@@ -93,6 +93,13 @@ class Signals:
         self.name = self.name or signal.Signals(signum).name
 
 
+def open_private_log(path: Path) -> TextIO:
+    """A log file only its owner can read (0600, an existing one too): logs name users and request details."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    return os.fdopen(descriptor, "w", encoding="utf-8")
+
+
 def split_host_port(target: str, variable: str) -> tuple[str, int]:
     """'127.0.0.1:50052' or '[::1]:50052'; resolver schemes and address lists cannot be listened on."""
     host, _, port = target.rpartition(":")
@@ -174,7 +181,7 @@ class Mesh:
         self.width = max(len(spec.name) for spec in specs)
 
     def start(self) -> None:
-        RUN_DIR.mkdir(exist_ok=True)
+        RUN_DIR.mkdir(mode=0o700, exist_ok=True)
         for index, spec in enumerate(self.specs):
             process = subprocess.Popen(
                 [sys.executable, "-m", spec.module],
@@ -197,7 +204,7 @@ class Mesh:
         prefix = f"{child.spec.name:<{self.width}} | "
         if self.color:
             prefix = f"{_COLORS[index % len(_COLORS)]}{prefix}\033[0m"
-        with (RUN_DIR / f"{child.spec.name}.log").open("w", encoding="utf-8") as log:
+        with open_private_log(RUN_DIR / f"{child.spec.name}.log") as log:
             for line in child.process.stdout:
                 log.write(line)
                 log.flush()

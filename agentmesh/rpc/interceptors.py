@@ -20,7 +20,7 @@ from agentmesh import metrics
 from agentmesh.deadline import set_deadline_in
 from agentmesh.llm.provider import ProviderError
 from agentmesh.request_context import REQUEST_ID_HEADER, current_request_id, request_id_var, sane_request_id
-from agentmesh.rpc.errors import status_for
+from agentmesh.rpc.errors import OWN_STATUS, status_for
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,9 @@ async def _abort_for(exc: Exception, context: Context, method: str) -> None:
         logger.exception("unhandled error in %s", method)
     else:
         logger.warning("%s failed: %s %s", method, code.name, message)
-    await context.abort(code, message, trailing_metadata=NO_RETRY if isinstance(exc, ProviderError) else ())
+    await context.abort(
+        code, message, trailing_metadata=(OWN_STATUS, *(NO_RETRY if isinstance(exc, ProviderError) else ()))
+    )
 
 
 class InFlight:
@@ -91,7 +93,9 @@ class InFlight:
 
     async def admit(self, context: Context) -> None:
         if self.draining:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "this server is shutting down; try another replica")
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "this server is shutting down; try another replica", (OWN_STATUS,)
+            )
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
@@ -170,7 +174,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                     code = grpc.StatusCode.CANCELLED
                     raise
                 code = grpc.StatusCode.UNAVAILABLE
-                await context.abort(code, "the server shut down before this call finished; retry the request")
+                await context.abort(
+                    code, "the server shut down before this call finished; retry the request", (OWN_STATUS,)
+                )
             finally:
                 _observe(method, code, time.monotonic() - started)
                 if span is not None:

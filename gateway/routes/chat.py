@@ -24,9 +24,10 @@ from gateway.protocol import ChatCompletion, ChatCompletionRequest
 from gateway.request_limits import check_request_limits
 from gateway.run_log import RunLog
 from gateway.spend import SpendingRun
+from gateway.strict_json import StrictJsonRoute
 
 logger = logging.getLogger(__name__)
-router = APIRouter(tags=["openai"])
+router = APIRouter(tags=["openai"], route_class=StrictJsonRoute)
 T = TypeVar("T")
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,8 +71,9 @@ def test_streamed_answer_usage_and_cost_match_what_the_api_reported(
 
     upstream = fake.requests()
     assert sorted(agent_of(r) for r in upstream) == ["orchestrator", "synthesizer", "worker", "worker"]
+    (request_id,) = {request["headers"]["x-request-id"] for request in upstream}
+    assert re.fullmatch(r"anthropic-e2e-1-[0-9a-f]{12}", request_id), request_id  # the client's id, made unique
     for request in upstream:
-        assert request["headers"]["x-request-id"] == "anthropic-e2e-1"
         assert API_KEY in request["headers"].get("authorization", "") + request["headers"].get("x-api-key", "")
         assert "temperature" not in request["body"]
     (plan_request,) = [r for r in upstream if agent_of(r) == "orchestrator"]

@@ -3,6 +3,8 @@ shared by two gateway processes through Redis, and start-up refusing a weak secr
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -59,15 +61,17 @@ def test_one_request_id_in_the_response_every_service_log_and_upstream(
         assert response.headers["x-request-id"] == request_id
         lines = [line for line in response.iter_lines() if line]
     assert lines[-1] == "data: [DONE]"
-    assert f'"id":"chatcmpl-{request_id}"' in lines[0]
+    # The client's id is echoed; the request's own id is that id with a unique suffix, the same everywhere.
+    internal = json.loads(lines[0].removeprefix("data: "))["id"].removeprefix("chatcmpl-")
+    assert re.fullmatch(rf"{re.escape(request_id)}-[0-9a-f]{{12}}", internal), internal
 
     upstream = fake.requests()
     assert len(upstream) == 4  # plan, two workers, synthesis
-    assert {request["headers"].get("x-request-id") for request in upstream} == {request_id}
+    assert {request["headers"].get("x-request-id") for request in upstream} == {internal}
 
     for service in mesh.services:
         records = service.log_records()
-        ours = [index for index, record in enumerate(records) if record.get("request_id") == request_id]
+        ours = [index for index, record in enumerate(records) if record.get("request_id") == internal]
         assert ours, f"{service.name} logged nothing with the request id"
         # From the request's first line on, nothing is logged without a request id.
         anonymous = [r for r in records[ours[0] :] if not r.get("request_id")]

@@ -162,9 +162,10 @@ def test_metrics_of_every_process_move_by_what_the_request_did(mesh: ProcessMesh
 
 
 def test_one_log_line_per_request_tells_who_what_and_where_the_time_went(mesh: ProcessMesh) -> None:
-    _chat(mesh, "log-line-1", subject="alice")
+    request_id = _chat(mesh, "log-line-1", subject="alice")["id"].removeprefix("chatcmpl-")
+    assert request_id.startswith("log-line-1-")
     records = [r for r in mesh.gateway.log_records() if r.get("event") == "request completed"]
-    (record,) = [r for r in records if r.get("request_id") == "log-line-1"]
+    (record,) = [r for r in records if r.get("request_id") == request_id]
     assert record["user"] == "alice"
     assert record["subtasks"] == 2
     assert {a["agent"] for a in record["agents"]} == {"orchestrator", "worker", "synthesizer"}

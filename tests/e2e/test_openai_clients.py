@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import openai
@@ -66,7 +67,9 @@ def test_raw_sse_has_progress_as_reasoning_content_and_ends_with_done(mesh: Proc
         lines = [line for line in response.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "data: [DONE]"
     chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
-    assert all(c["id"] == "chatcmpl-e2e-raw-sse-1" for c in chunks)
+    # One id for the whole response: the client's, made unique.
+    (completion_id,) = {c["id"] for c in chunks}
+    assert re.fullmatch(r"chatcmpl-e2e-raw-sse-1-[0-9a-f]{12}", completion_id), completion_id
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     progress = "".join(c["choices"][0]["delta"].get("reasoning_content") or "" for c in chunks)
     assert "3 subtasks" in progress

@@ -191,10 +191,12 @@ def test_a_failed_subtask_is_logged_once_at_warning_and_listed_in_the_usage(
     (failed,) = response.json()["usage"]["failed_subtasks"]
     assert failed["id"] == "t2" and failed["outcome"] == "failed"
     assert failed["reason"].startswith("UNAVAILABLE: model unavailable:")
+    request_id = response.json()["id"].removeprefix("chatcmpl-")  # the client's id, made unique
+    assert request_id.startswith("loud-failure-1-")
     warnings = [
         r
         for r in resilient.orchestrator.log_records()
-        if r["level"] == "WARNING" and r.get("request_id") == "loud-failure-1" and r.get("subtask_id")
+        if r["level"] == "WARNING" and r.get("request_id") == request_id and r.get("subtask_id")
     ]
     assert [(w["subtask_id"], w["outcome"]) for w in warnings] == [("t2", "failed")]
     assert warnings[0]["reason"] == failed["reason"]

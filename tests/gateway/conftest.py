@@ -18,8 +18,10 @@ import uvicorn
 from openai import AsyncOpenAI
 
 from agentmesh.request_context import REQUEST_ID_HEADER
+from agentmesh.rpc.errors import OWN_STATUS
 from agentmesh.rpc.server import GrpcServer, start_grpc_server
 from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from gateway.__main__ import uvicorn_config
 from gateway.app import create_app
 from gateway.orchestrator_client import ORCHESTRATOR_SERVICE
 from gateway.settings import GatewaySettings
@@ -103,8 +105,10 @@ def play(
     *,
     fail_with: tuple[grpc.StatusCode, str] | None = None,
     wait_after: int | None = None,
+    own: bool = True,
 ) -> Callable[[FakeOrchestrator, Context], AsyncIterator[RunEvent]]:
-    """A script: yields ``events`` (pausing on ``fake.release`` after ``wait_after`` of them), then fails if asked."""
+    """A script: yields ``events`` (pausing on ``fake.release`` after ``wait_after`` of them), then fails if asked:
+    as the orchestrator's own handlers do (``own``), or as gRPC itself does, without their trailing metadata."""
 
     async def script(fake: FakeOrchestrator, context: Context) -> AsyncIterator[RunEvent]:
         for index, event in enumerate(events):
@@ -114,7 +118,7 @@ def play(
         if wait_after == len(events):
             await fake.release.wait()
         if fail_with is not None:
-            await context.abort(*fail_with)
+            await context.abort(*fail_with, trailing_metadata=(OWN_STATUS,) if own else ())
 
     return script
 
@@ -172,6 +176,7 @@ def gateway_settings(target: str, **overrides: Any) -> GatewaySettings:
         "llm_provider": "offline",
         "stream_progress": "reasoning",
         "log_format": "standard",
+        "shutdown_grace_period": 1,
         **overrides,
     }
     return GatewaySettings(_env_file=None, **fields)  # type: ignore[call-arg]
@@ -184,15 +189,8 @@ async def serve_gateway(settings: GatewaySettings) -> AsyncIterator[Gateway]:
     sock.bind(("127.0.0.1", 0))
     sock.listen()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = uvicorn.Config(
-        create_app(settings),
-        log_config=None,
-        ws="none",
-        timeout_graceful_shutdown=1,
-        proxy_headers=settings.trust_proxy_headers,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-    )
-    server = uvicorn.Server(config)
+    # The deployed server configuration (timeouts, connection bound, proxy headers); the socket replaces host:port.
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         async with httpx.AsyncClient(timeout=START_TIMEOUT_S) as client:

@@ -180,3 +180,94 @@ def test_start_up_refuses_a_key_of_the_wrong_type(rsa_key: rsa.RSAPrivateKey) ->
     ).decode()
     with pytest.raises(ValidationError, match="holds a private key"):
         gateway_settings("127.0.0.1:1", jwt_algorithm="RS256", jwt_public_key=private_pem)
+
+
+def signed(payload: dict[str, Any]) -> str:
+    return jwt.encode(payload, SECRET, algorithm="HS256")
+
+
+def raw_signed(payload_json: str) -> str:
+    """A correctly signed token whose payload is exactly this JSON text (PyJWT would re-encode numbers)."""
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    signing_input = f"{header}.{_b64(payload_json.encode())}"
+    return f"{signing_input}.{_b64(hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest())}"
+
+
+DAY = 86400
+
+
+@pytest.mark.parametrize(
+    ("case", "token", "reason"),
+    [
+        ("exp 10^400", raw_signed('{"sub": "tester", "exp": 1' + "0" * 400 + "}"), "bad_claim"),
+        ("exp 1e400", raw_signed('{"sub": "tester", "exp": 1e400}'), "bad_claim"),
+        ("numeric-string exp", signed({"sub": "tester", "exp": str(int(time.time()) + 3600)}), "bad_claim"),
+        ("exp a year away", signed(claims(ttl_s=365 * DAY)), "lifetime_too_long"),
+        (
+            "exp 31 days after iat",
+            signed(claims(ttl_s=29 * DAY, iat=int(time.time()) - 2 * DAY)),
+            "lifetime_too_long",
+        ),
+        ("numeric-string iat", signed(claims(iat=str(int(time.time())))), "bad_claim"),
+        ("boolean nbf", signed(claims(nbf=True)), "bad_claim"),
+        ("sub of 10,000 characters", mint_token(subject="a" * 10_000), "bad_subject"),
+        ("sub with a newline", mint_token(subject="alice\nlevel=admin"), "bad_subject"),
+        ("sub with an escape", mint_token(subject="alice\x1b[2J"), "bad_subject"),
+        ("nested JSON bomb", raw_signed('{"sub": "tester", "x": ' + "[" * 3000 + "]" * 3000 + "}"), "malformed"),
+    ],
+)
+async def test_tokens_refused_by_our_own_checks(
+    gateway: Gateway, fake: FakeOrchestrator, case: str, token: str, reason: str
+) -> None:
+    response = await status_of(gateway, token)
+    assert_401(response, "invalid token")
+    assert f"(reason: {reason})" in response.json()["error"]["message"]
+    assert fake.requests == []
+
+
+async def test_a_month_long_token_is_accepted_and_the_cap_is_a_setting(start_gateway: GatewayFactory) -> None:
+    gateway = await start_gateway()
+    month = signed(claims(ttl_s=29 * DAY, iat=int(time.time())))
+    assert (await status_of(gateway, month)).status_code == 200
+    strict = await start_gateway(jwt_max_lifetime=3600)
+    assert_401(await status_of(strict, month), "lifetime_too_long")
+    assert (await status_of(strict, mint_token(ttl_s=1800))).status_code == 200
+
+
+async def test_the_library_s_words_never_reach_the_caller(gateway: Gateway) -> None:
+    bomb = raw_signed('{"sub": "tester", "x": ' + "[" * 3000 + "]" * 3000 + "}")
+    tampered = mint_token()[:-4] + "AAAA"
+    for token in (bomb, tampered, "not.a.jwt", signed(claims(iat="yesterday"))):
+        message = (await status_of(gateway, token)).json()["error"]["message"]
+        for library_text in ("recursion", "Invalid payload", "Signature verification", "Issued At", "padding"):
+            assert library_text not in message, message
+
+
+async def test_two_authorization_headers_are_refused(gateway: Gateway, fake: FakeOrchestrator) -> None:
+    headers = [("Authorization", f"Bearer {mint_token()}"), ("Authorization", "Bearer forged")]
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        response = await client.post("/v1/chat/completions", json=CHAT, headers=httpx.Headers(headers))
+        reversed_order = await client.post("/v1/chat/completions", json=CHAT, headers=httpx.Headers(headers[::-1]))
+    for answer in (response, reversed_order):
+        assert_401(answer, "one Authorization header")
+    assert fake.requests == []
+
+
+async def test_clock_skew_within_the_leeway_is_tolerated(start_gateway: GatewayFactory) -> None:
+    gateway = await start_gateway(jwt_leeway=30)
+    now = int(time.time())
+    skewed = signed({"sub": "tester", "iat": now + 20, "nbf": now + 20, "exp": now + 3600})
+    assert (await status_of(gateway, skewed)).status_code == 200
+    just_expired = signed({"sub": "tester", "exp": now - 20})
+    assert (await status_of(gateway, just_expired)).status_code == 200
+    strict = await start_gateway(jwt_leeway=0)
+    assert_401(await status_of(strict, skewed), "not yet valid")
+    assert_401(await status_of(strict, just_expired), "expired")
+
+
+async def test_rejection_details_are_logged(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="gateway.auth")
+    await status_of(gateway, mint_token()[:-4] + "AAAA")
+    records = [r for r in caplog.records if r.name == "gateway.auth" and r.getMessage() == "rejected token"]
+    assert records and records[-1].reason == "bad_signature"
+    assert "Signature verification failed" in records[-1].detail

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import grpc
@@ -9,7 +10,16 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway.conftest import MODEL, FakeOrchestrator, Gateway, GatewayFactory, mint_token, play, unused_target
+from tests.gateway.conftest import (
+    HAPPY_RUN,
+    MODEL,
+    FakeOrchestrator,
+    Gateway,
+    GatewayFactory,
+    mint_token,
+    play,
+    unused_target,
+)
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -185,3 +195,47 @@ async def test_orchestrator_down_is_503(start_gateway: GatewayFactory) -> None:
         response = await client.post("/v1/chat/completions", json={"model": MODEL, "messages": USER, "stream": True})
     assert_openai_error(response, 503, type="service_unavailable_error", code="unavailable")
     assert response.headers["retry-after"].isdigit()
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+async def test_a_message_over_grpc_s_size_limit_is_413_in_our_words(
+    gateway: Gateway, fake: FakeOrchestrator, stream: bool
+) -> None:
+    grpc_words = "Received message larger than max (40000000 vs. 33554432)"
+    fake.script = play([], fail_with=(grpc.StatusCode.RESOURCE_EXHAUSTED, grpc_words), own=False)
+    async with gateway.http() as client:
+        response = await client.post("/v1/chat/completions", json={"model": MODEL, "messages": USER, "stream": stream})
+    error = assert_openai_error(response, 413, type="invalid_request_error", code="request_too_large")
+    assert "larger than max" not in error["message"] and "33554432" not in error["message"]
+    assert "retry-after" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, 503),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, 503),
+        (grpc.StatusCode.INTERNAL, 500),
+        (grpc.StatusCode.UNKNOWN, 500),
+    ],
+)
+async def test_grpc_s_own_details_never_reach_the_client(
+    gateway: Gateway, fake: FakeOrchestrator, code: grpc.StatusCode, status: int
+) -> None:
+    leak = "failed to connect to all addresses; last error: ipv4:10.1.2.3:50051: Connection refused"
+    fake.script = play([], fail_with=(code, leak), own=False)
+    async with gateway.http() as client:
+        response = await client.post("/v1/chat/completions", json={"model": MODEL, "messages": USER})
+    error = assert_openai_error(response, status)
+    assert "10.1.2.3" not in error["message"] and "addresses" not in error["message"]
+
+
+async def test_after_the_first_byte_a_size_error_is_our_words_too(gateway: Gateway, fake: FakeOrchestrator) -> None:
+    grpc_words = "Sent message larger than max (40000000 vs. 33554432)"
+    fake.script = play(HAPPY_RUN[:2], fail_with=(grpc.StatusCode.RESOURCE_EXHAUSTED, grpc_words), own=False)
+    async with gateway.http() as client:
+        response = await client.post("/v1/chat/completions", json={"model": MODEL, "messages": USER, "stream": True})
+    events = [line.removeprefix("data: ") for line in response.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    error = json.loads(events[-2])["error"]
+    assert error["code"] == "request_too_large" and "larger than max" not in error["message"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -138,10 +139,13 @@ async def test_request_id_accepted_only_when_sane(
     async with gateway.http() as client:
         response = await client.post("/v1/chat/completions", json=CHAT, headers={"X-Request-ID": sent.encode()})
     assert response.status_code == 200
-    request_id = response.headers["x-request-id"]
-    assert (request_id == sent) is kept
+    echoed = response.headers["x-request-id"]
+    assert (echoed == sent) is kept
+    assert len(echoed) <= 128
+    # The request's own id: the client's (its first 115 characters) with a unique suffix, or the generated one.
+    request_id = response.json()["id"].removeprefix("chatcmpl-")
+    assert re.fullmatch(rf"{re.escape(sent[:115])}-[0-9a-f]{{12}}", request_id) if kept else request_id == echoed
     assert len(request_id) <= 128
-    assert response.json()["id"] == f"chatcmpl-{request_id}"
     assert fake.request_ids == [request_id]
 
 
