@@ -32,6 +32,12 @@ streams_in_flight = Gauge("agentmesh_streams_in_flight", "Open SSE streams.", re
 rate_limit_rejections = Counter(
     "agentmesh_rate_limit_rejections_total", "Requests refused by a rate limit.", ["scope"], registry=REGISTRY
 )
+spend_refusals = Counter(
+    "agentmesh_spend_refusals_total",
+    "Requests refused by spend control: daily_budget (429) or cost_cap (a cap too small for the run, 400).",
+    ["reason"],
+    registry=REGISTRY,
+)
 
 grpc_server_handled = Counter(
     "agentmesh_grpc_server_handled_total",

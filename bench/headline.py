@@ -159,6 +159,7 @@ def main() -> None:
             "ANTHROPIC_API_KEY": API_KEY,
             "ANTHROPIC_BASE_URL": fake.base_url,
             "RATE_LIMIT_ENABLED": "false",
+            "MAX_CONCURRENT_STREAMS_PER_USER": "0",  # one token holds all 32 streams
             "MAX_SUBTASKS": "32",
             "WORKER_MODEL": MODEL,
             "SYNTHESIZER_MODEL": MODEL,

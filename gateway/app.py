@@ -27,13 +27,16 @@ from gateway.rate_limit import (
     RateLimiter,
     RateLimitMiddleware,
     StreamConcurrencyMiddleware,
-    client_ip,
+    unauthenticated_ip,
+    verified_ip,
     verified_subject,
 )
 from gateway.request_id import RequestIdMiddleware
 from gateway.routes import chat, health, metrics, models
 from gateway.security_headers import JSON_CSP, SecurityHeadersMiddleware, security_headers
 from gateway.settings import GatewaySettings
+from gateway.spend import BUDGET_HEADER, SpendControl
+from gateway.spend_store import spend_store
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +48,19 @@ CORS_EXPOSED_HEADERS = [
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",
     "X-RateLimit-Reset",
+    BUDGET_HEADER,
 ]
 
 
 def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None = None) -> FastAPI:
     state = GatewayState(settings=settings, started_at=int(time.time()))
     limiter = (
-        RateLimiter(settings.rate_limit_storage_uri, settings.rate_limit_chat_completions, settings.rate_limit_default)
+        RateLimiter(
+            settings.rate_limit_storage_uri,
+            settings.rate_limit_chat_completions,
+            settings.rate_limit_default,
+            settings.rate_limit_per_ip,
+        )
         if settings.rate_limit_enabled
         else None
     )
@@ -63,11 +72,14 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None
             logger.warning("rate limit storage is not reachable yet: /v1 requests get 503 until it is")
         channel = create_channel(settings.orchestrator_target, ORCHESTRATOR_SERVICE, tls=settings.grpc_tls)
         state.orchestrator = OrchestratorClient(channel, run_timeout=settings.request_timeout)
+        store = spend_store(settings.rate_limit_storage_uri)
+        state.spend = SpendControl(store, settings.max_cost_per_request_usd, settings.spend_limit_usd_per_day)
         try:
             yield
         finally:
-            state.orchestrator = None
+            state.orchestrator = state.spend = None
             await channel.close()
+            await store.aclose()
 
     docs = settings.api_docs_enabled
     app = FastAPI(
@@ -101,18 +113,22 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None
 
 def _add_edge_middleware(app: FastAPI, settings: GatewaySettings, limiter: RateLimiter | None) -> None:
     """The last added is the outermost. A request meets, in order: request id (so every answer carries it),
-    security headers, the framing check, CORS (preflights never need a token), the per-IP budget (unauthenticated
-    floods too), authentication, the per-subject budget, the open-completions cap, and the body limit; HEAD becomes
-    GET last."""
+    security headers, the framing check, CORS (preflights never need a token), the per-IP budget of requests that
+    will fail authentication, authentication, the per-IP budget of verified requests, the per-subject budget, the
+    open-completions cap, and the body limit; HEAD becomes GET last."""
+    verifier = TokenVerifier(settings)
     app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_size)
     if settings.max_concurrent_streams_per_user:
         app.add_middleware(StreamConcurrencyMiddleware, limit=settings.max_concurrent_streams_per_user)
     if limiter is not None:
         app.add_middleware(RateLimitMiddleware, limiter=limiter, kind="subject", identify=verified_subject)
-    app.add_middleware(AuthMiddleware, verifier=TokenVerifier(settings))
+        app.add_middleware(RateLimitMiddleware, limiter=limiter, kind="ip", identify=verified_ip)
+    app.add_middleware(AuthMiddleware, verifier=verifier)
     if limiter is not None:
-        app.add_middleware(RateLimitMiddleware, limiter=limiter, kind="ip", identify=client_ip)
+        app.add_middleware(
+            RateLimitMiddleware, limiter=limiter, kind="unauthenticated", identify=unauthenticated_ip(verifier)
+        )
     if settings.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -135,11 +151,14 @@ def _log_edge(settings: GatewaySettings) -> None:
             "jwt_algorithm": settings.jwt_algorithm,
             "rate_limits": (
                 f"chat {settings.rate_limit_chat_completions}, other {settings.rate_limit_default}, "
+                f"per IP {settings.rate_limit_per_ip}, "
                 f"in {settings.rate_limit_storage_uri.partition('://')[0]}"
                 if settings.rate_limit_enabled
                 else "off"
             ),
             "max_concurrent_streams_per_user": settings.max_concurrent_streams_per_user,
+            "max_cost_per_request_usd": settings.max_cost_per_request_usd,
+            "spend_limit_usd_per_day": settings.spend_limit_usd_per_day,
             "cors_allow_origins": settings.cors_allow_origins,
             "trust_proxy_headers": settings.trust_proxy_headers,
         },

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from gateway.orchestrator_client import OrchestratorClient
 from gateway.settings import GatewaySettings
+from gateway.spend import SpendControl
 
 
 @dataclass
@@ -17,6 +18,7 @@ class GatewayState:
     started_at: int
     # Set by the app's lifespan for as long as the app runs.
     orchestrator: OrchestratorClient | None = None
+    spend: SpendControl | None = None
 
 
 async def _state(request: Request) -> GatewayState:
@@ -35,6 +37,13 @@ async def _orchestrator(state: Annotated[GatewayState, Depends(_state)]) -> Orch
     return state.orchestrator
 
 
+async def _spend(state: Annotated[GatewayState, Depends(_state)]) -> SpendControl:
+    if state.spend is None:
+        raise RuntimeError("spend control exists only while the app's lifespan runs")
+    return state.spend
+
+
 State = Annotated[GatewayState, Depends(_state)]
 Settings = Annotated[GatewaySettings, Depends(_settings)]
 Orchestrator = Annotated[OrchestratorClient, Depends(_orchestrator)]
+Spend = Annotated[SpendControl, Depends(_spend)]

@@ -58,12 +58,14 @@ class ApiError(StarletteHTTPException):
 
 
 _DOCUMENTED = {
-    400: "the request cannot be served as sent (malformed JSON, unsupported content, too many messages or characters)",
+    400: "the request cannot be served as sent (malformed JSON, unsupported content, too many messages or characters, "
+    "a max_cost_usd too small for the run)",
     401: "missing, malformed, expired or otherwise invalid bearer token (with WWW-Authenticate: Bearer)",
     404: "unknown model (code model_not_found)",
     413: "request body larger than MAX_REQUEST_BODY_SIZE, or a request too large to pass between the services",
     422: "the request does not match the schema",
-    429: "rate limit or concurrency cap reached, or the model API is rate limited (Retry-After says when to retry)",
+    429: "rate limit, concurrency cap or daily spend limit (insufficient_quota) reached, or the model API is rate "
+    "limited (Retry-After says when to retry)",
     502: "the model API rejected the service's credentials",
     503: "the orchestrator or the rate limiter's storage is unavailable (Retry-After)",
     504: "the request's deadline passed",
@@ -86,6 +88,8 @@ def service_unavailable(message: str, code: str) -> ApiError:
 # gRPC status -> (HTTP status, OpenAI error type, extra headers)
 _RPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str, Mapping[str, str]]] = {
     grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request_error", {}),
+    # The orchestrator's answer when the request's cost cap cannot cover the run.
+    grpc.StatusCode.FAILED_PRECONDITION: (400, "invalid_request_error", {}),
     grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "rate_limit_error", _RETRY),
     grpc.StatusCode.UNAVAILABLE: (503, "service_unavailable_error", _RETRY),
     grpc.StatusCode.DEADLINE_EXCEEDED: (504, "timeout_error", {}),
@@ -115,7 +119,8 @@ def rpc_error(exc: grpc.aio.AioRpcError) -> ApiError:
         error_code = code.name.lower()
     log = logger.info if status == CLIENT_CLOSED_REQUEST else logger.warning
     log("orchestrator call failed", extra={"grpc_status": code.name, "status": status, "detail": exc.details()})
-    return ApiError(status, message, type_, code=error_code, headers=headers)
+    param = "max_cost_usd" if code == grpc.StatusCode.FAILED_PRECONDITION else None
+    return ApiError(status, message, type_, param=param, code=error_code, headers=headers)
 
 
 def shutting_down() -> ApiError:

@@ -71,6 +71,12 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = None
     stop: Text | list[Text] | None = None
     user: Text | None = None
+    max_cost_usd: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="US dollars the request may cost at most (lowers MAX_COST_PER_REQUEST_USD, never raises it)",
+    )
 
     @property
     def include_usage(self) -> bool:
@@ -123,6 +129,7 @@ class CompletionUsage(BaseModel):
     completion_tokens: int
     total_tokens: int
     cost_usd: float | None = Field(description="US dollars; null when not every agent's model is priced")
+    max_cost_usd: float | None = Field(default=None, description="the cost cap the run was held to; null: none")
     agents: list[AgentUsage]
     failed_subtasks: list[UnfinishedSubtask] = Field(
         default_factory=list, description="subtasks the answer was written without, and why"

@@ -1,5 +1,9 @@
 """Moving-window rate limits per client IP and per verified JWT subject, and a per-subject cap on open completions.
 
+A client IP has two budgets of RATE_LIMIT_PER_IP: one its verified requests spend, and one for requests that fail
+authentication, so anonymous floods are stopped without locking out the users behind that IP (a NAT, a proxy, a
+server such as Open WebUI). Each verified subject has its own budget besides.
+
 Budgets live in a ``limits`` storage: ``memory://`` counts per gateway process, ``redis://`` is one budget shared
 by every replica. The concurrency cap is always per process.
 """
@@ -19,16 +23,18 @@ from limits.aio.storage import Storage as AsyncStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentmesh import metrics
-from gateway.auth import is_protected, principal_of, route_path
+from gateway.auth import TokenVerifier, is_protected, principal_of, route_path
 from gateway.errors import ApiError, service_unavailable
 
 logger = logging.getLogger(__name__)
 
 CHAT_PATH = "/v1/chat/completions"
+IP_KINDS = ("ip", "unauthenticated")
+_WHO = {"ip": "client IP", "unauthenticated": "client IP's unauthenticated requests", "subject": "token subject"}
 # A slow Redis must not hold requests: fail within a second (and answer 503) rather than hang.
 _REDIS_OPTIONS: dict[str, float | str | bool] = {
     "implementation": "redispy",
@@ -56,9 +62,10 @@ class Quota:
 
 
 class RateLimiter:
-    """RATE_LIMIT_CHAT_COMPLETIONS for the chat route, RATE_LIMIT_DEFAULT for every other /v1 route."""
+    """Per subject: RATE_LIMIT_CHAT_COMPLETIONS for the chat route, RATE_LIMIT_DEFAULT for every other /v1 route;
+    per client IP: RATE_LIMIT_PER_IP for every /v1 route."""
 
-    def __init__(self, storage_uri: str, chat: str, default: str) -> None:
+    def __init__(self, storage_uri: str, chat: str, default: str, per_ip: str) -> None:
         options = {} if storage_uri.startswith("memory") else _REDIS_OPTIONS
         storage = storage_from_string(f"async+{storage_uri}", wrap_exceptions=True, **options)
         assert isinstance(storage, AsyncStorage)  # the async+ scheme picks the asyncio implementation
@@ -66,6 +73,7 @@ class RateLimiter:
         self._window = MovingWindowRateLimiter(storage)
         self._chat = parse_many(chat)
         self._default = parse_many(default)
+        self._per_ip = parse_many(per_ip)
 
     async def reachable(self) -> bool:
         try:
@@ -75,7 +83,10 @@ class RateLimiter:
 
     async def hit(self, path: str, kind: str, identity: str) -> Quota:
         """Spends one request from every budget of ``path``; returns the refusing one, else the tightest."""
-        bucket, items = ("chat", self._chat) if path == CHAT_PATH else ("default", self._default)
+        if kind in IP_KINDS:
+            bucket, items = "ip", self._per_ip
+        else:
+            bucket, items = ("chat", self._chat) if path == CHAT_PATH else ("default", self._default)
         tightest: Quota | None = None
         for item in items:
             quota = await self._spend(item, bucket, kind, identity)
@@ -97,6 +108,23 @@ def client_ip(scope: Scope) -> str:
     """The socket peer; uvicorn replaces it from X-Forwarded-For only when TRUST_PROXY_HEADERS is on."""
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
+
+
+def verified_ip(scope: Scope) -> str | None:
+    return client_ip(scope) if principal_of(scope) is not None else None
+
+
+def unauthenticated_ip(verifier: TokenVerifier) -> Callable[[Scope], str | None]:
+    """Names the client IP of a request whose token will fail authentication, before AuthMiddleware answers 401."""
+
+    def identify(scope: Scope) -> str | None:
+        try:
+            verifier.verify(Headers(scope=scope).get("authorization"))
+        except ApiError:
+            return client_ip(scope)
+        return None
+
+    return identify
 
 
 def verified_subject(scope: Scope) -> str | None:
@@ -149,7 +177,7 @@ class RateLimitMiddleware:
         await self.app(scope, receive, send_with_quota)
 
     def _refusal(self, quota: Quota) -> ApiError:
-        who = "client IP" if self.kind == "ip" else "token subject"
+        who = _WHO[self.kind]
         return ApiError(
             429,
             f"rate limit reached for this {who} ({quota.budget}); retry after {quota.reset_after} s",

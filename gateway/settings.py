@@ -58,8 +58,19 @@ class GatewaySettings(CommonSettings):
     rate_limit_enabled: bool = True
     rate_limit_chat_completions: str = Field(default="60/minute", description="per subject and per client IP")
     rate_limit_default: str = Field(default="300/minute", description="every other /v1 route")
+    rate_limit_per_ip: str = Field(
+        default="600/minute", description="per client IP, its own budget (unauthenticated requests have another)"
+    )
     rate_limit_storage_uri: str = Field(default="memory://", description="memory:// (per process) or redis://...")
-    max_concurrent_streams_per_user: int = Field(default=0, ge=0, description="open chat completions; 0 = no cap")
+    # 8: a client runs a few requests at once (a chat UI's title and answer, a script's small fan-out), while one
+    # token cannot hold dozens of runs, each a plan, several workers and a synthesis.
+    max_concurrent_streams_per_user: int = Field(default=8, ge=0, description="open chat completions; 0 = no cap")
+    max_cost_per_request_usd: float = Field(
+        default=0.0, ge=0, allow_inf_nan=False, description="US dollars; a request may lower it; 0 = no cap"
+    )
+    spend_limit_usd_per_day: float = Field(
+        default=0.0, ge=0, allow_inf_nan=False, description="US dollars per subject per rolling 24 h; 0 = no limit"
+    )
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="comma-separated")
     hsts_max_age: int = Field(default=0, ge=0, description="seconds; 0 = no Strict-Transport-Security")
     trust_proxy_headers: bool = Field(default=False, description="take the client IP from X-Forwarded-For")
@@ -101,7 +112,7 @@ class GatewaySettings(CommonSettings):
             raise ValueError(f"{path} is not a readable file")
         return path
 
-    @field_validator("rate_limit_chat_completions", "rate_limit_default")
+    @field_validator("rate_limit_chat_completions", "rate_limit_default", "rate_limit_per_ip")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         try:

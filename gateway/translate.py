@@ -90,6 +90,7 @@ def usage_object(
         completion_tokens=summary.output_tokens,
         total_tokens=summary.input_tokens + summary.output_tokens,
         cost_usd=summary.cost_usd if summary.fully_priced else None,
+        max_cost_usd=summary.max_cost_usd or None,
         agents=[
             AgentUsage(
                 agent=usage.agent,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -15,6 +15,7 @@ OK = common_pb2.SUBTASK_OUTCOME_OK
 FAILED = common_pb2.SUBTASK_OUTCOME_FAILED
 SKIPPED = common_pb2.SUBTASK_OUTCOME_SKIPPED
 TIMED_OUT = common_pb2.SUBTASK_OUTCOME_TIMED_OUT
+OVER_BUDGET = common_pb2.SUBTASK_OUTCOME_OVER_BUDGET
 
 
 class SubtaskFailed(Exception):
@@ -40,19 +41,26 @@ class Scheduler:
     A failed subtask's dependents are skipped, the others go on; with ``fail_fast`` the first failure raises
     instead and everything still running is cancelled. When the budget runs out, the subtasks still running
     are cancelled; with ``finish_on_timeout`` and at least one success they (and those never started) end as
-    timed out and the run goes on with what is done, otherwise ``CoordinationTimeout`` is raised.
+    timed out and the run goes on with what is done, otherwise ``CoordinationTimeout`` is raised. Subtasks in
+    ``left_out`` (id to reason) never start: they end over budget before anything else happens.
     """
 
     subtasks: Sequence[common_pb2.Subtask]
     execute: Execute
     fail_fast: bool = False
     finish_on_timeout: bool = True
+    left_out: Mapping[str, str] = field(default_factory=dict)
     results: dict[str, common_pb2.SubtaskResult] = field(default_factory=dict)
     failures: dict[str, SubtaskFailed] = field(default_factory=dict)
 
     async def run(self, timeout_s: float) -> AsyncGenerator[orchestrator_pb2.RunEvent, None]:
         deadline = time.monotonic() + timeout_s
-        waiting = list(self.subtasks)
+        waiting = [s for s in self.subtasks if s.id not in self.left_out]
+        for subtask in self.subtasks:
+            if subtask.id in self.left_out:
+                yield self._record_failure(
+                    subtask, SubtaskFailed(self.left_out[subtask.id], "FAILED_PRECONDITION", OVER_BUDGET), 0
+                )
         running: dict[asyncio.Task[common_pb2.SubtaskResult], tuple[common_pb2.Subtask, float]] = {}
         try:
             while waiting or running:

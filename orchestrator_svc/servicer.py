@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
 import grpc
 
 from agentmesh import metrics
+from agentmesh.budget import SPENT_TRAILER, BudgetExceeded
 from agentmesh.deadline import deadline_in
 from agentmesh.llm.provider import InvalidResponse, LLMProvider, ProviderError
 from agentmesh.rpc.deadline import MARGIN_S, phase_budget
-from agentmesh.rpc.errors import PhaseFailed, downstream_failure, status_for
+from agentmesh.rpc.errors import InvalidInput, PhaseFailed, downstream_failure, status_for
 from agentmesh.usage import summarize, usage_message
 from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc, synthesizer_pb2, worker_pb2
 from orchestrator_svc.downstream import Downstream
@@ -27,8 +29,17 @@ from orchestrator_svc.planner import (
     plan_tool,
     planning_prompt,
 )
-from orchestrator_svc.scheduler import FAILED, TIMED_OUT, CoordinationTimeout, Execute, Scheduler, SubtaskFailed
+from orchestrator_svc.scheduler import (
+    FAILED,
+    OVER_BUDGET,
+    TIMED_OUT,
+    CoordinationTimeout,
+    Execute,
+    Scheduler,
+    SubtaskFailed,
+)
 from orchestrator_svc.settings import OrchestratorSettings
+from orchestrator_svc.spend import RunBudget
 
 logger = logging.getLogger(__name__)
 
@@ -40,26 +51,36 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         self._provider = provider
         self._downstream = downstream
         self._settings = settings
+        self._prices = settings.prices
 
     async def Run(
         self, request: orchestrator_pb2.RunRequest, context: RunContext
     ) -> AsyncIterator[orchestrator_pb2.RunEvent]:
         metrics.runs_in_flight.inc()
+        budget: RunBudget | None = None
         try:
-            async with contextlib.aclosing(self._run(request, context)) as events:
+            budget = self._budget(request)
+            async with contextlib.aclosing(self._run(request, budget, context)) as events:
                 async for event in events:
                     yield event
+        except Exception:
+            if budget is not None and budget.capped:
+                # For the caller's own budget (the gateway's daily one): what this failed run may have cost.
+                spent = budget.ledger.spent + budget.ledger.reserved
+                context.set_trailing_metadata(((SPENT_TRAILER, f"{spent:.17g}"),))
+            raise
         finally:
             metrics.runs_in_flight.dec()
 
     async def _run(
-        self, request: orchestrator_pb2.RunRequest, context: RunContext
+        self, request: orchestrator_pb2.RunRequest, budget: RunBudget, context: RunContext
     ) -> AsyncGenerator[orchestrator_pb2.RunEvent, None]:
         recorder = RunRecorder()
         objective = objective_text(request.messages)
         with recorder.phase("planning"):
-            plan, plan_usage = await self._plan(request, objective, context)
+            plan, plan_usage = await self._plan(request, objective, budget, context)
         usages = [plan_usage] if plan_usage is not None else []
+        left_out = budget.fit(objective, plan.subtasks)
         plan_event = orchestrator_pb2.RunEvent(
             plan=orchestrator_pb2.Plan(
                 subtasks=plan.subtasks,
@@ -70,17 +91,18 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         )
         recorder.planned(plan_event.plan)
         yield plan_event
-        budget = self._coordination_budget(context)
-        executor = self._executor(objective, time.monotonic() + budget)
+        coordination_s = self._coordination_budget(context)
+        executor = self._executor(objective, time.monotonic() + coordination_s, budget)
         scheduler = Scheduler(
             plan.subtasks,
             executor,
             fail_fast=self._settings.fail_fast,
             finish_on_timeout=self._settings.on_coordination_timeout == "synthesize",
+            left_out=left_out,
         )
         try:
             with recorder.phase("coordination"):
-                async with contextlib.aclosing(scheduler.run(budget)) as events:
+                async with contextlib.aclosing(scheduler.run(coordination_s)) as events:
                     async for event in events:
                         if event.HasField("subtask_finished"):
                             recorder.subtask_finished(event.subtask_finished)
@@ -99,26 +121,47 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             objective=objective,
             subtasks=plan.subtasks,
             results=[scheduler.results[s.id] for s in plan.subtasks],
-            max_output_tokens=request.max_output_tokens,
+            max_output_tokens=budget.synthesizer.max_tokens,
         )
         with recorder.phase("synthesis"):
-            async for event in self._synthesize(synthesis, usages, context):
+            async for event in self._synthesize(synthesis, usages, budget, context):
                 yield event
         summary = summarize(usages)
         summary.durations.CopyFrom(recorder.durations())
+        summary.max_cost_usd = budget.ledger.cap
         yield orchestrator_pb2.RunEvent(usage=summary)
 
+    def _budget(self, request: orchestrator_pb2.RunRequest) -> RunBudget:
+        """The run's ledger; a request may lower SYNTHESIZER_MAX_TOKENS, never raise it."""
+        cap = request.max_cost_usd
+        if not math.isfinite(cap) or cap < 0:
+            raise InvalidInput("max_cost_usd must be a finite number of US dollars, 0 (no cap) or more")
+        settings = self._settings
+        synthesis_tokens = min(
+            request.max_output_tokens or settings.synthesizer_max_tokens, settings.synthesizer_max_tokens
+        )
+        return RunBudget.create(
+            cap,
+            self._prices,
+            worker=(settings.worker_model, settings.worker_max_tokens),
+            synthesizer=(settings.synthesizer_model, synthesis_tokens),
+        )
+
     async def _plan(
-        self, request: orchestrator_pb2.RunRequest, objective: str, context: RunContext
+        self, request: orchestrator_pb2.RunRequest, objective: str, run_budget: RunBudget, context: RunContext
     ) -> tuple[Plan, common_pb2.Usage | None]:
         settings = self._settings
         prompt = planning_prompt(request.messages, settings.orchestrator_model, settings.orchestrator_max_tokens)
+        tool = plan_tool(settings.max_subtasks)
+        reservation = run_budget.reserve_planning(prompt, tool, objective)
+        usage: common_pb2.Usage | None = None
         budget = phase_budget(settings.planning_timeout, context)
         try:
             # The deadline also bounds the provider's retries: it gives up rather than wait past the phase.
             with deadline_in(budget):
                 async with asyncio.timeout(budget):
-                    call = await self._provider.call_tool(prompt, plan_tool(settings.max_subtasks))
+                    call = await self._provider.call_tool(prompt, tool)
+            usage = usage_message("orchestrator", call.usage)
         except TimeoutError:
             raise PhaseFailed(
                 grpc.StatusCode.DEADLINE_EXCEEDED, f"planning timed out after {round(budget, 2):g} s"
@@ -129,11 +172,13 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         except ProviderError as exc:
             code, message = status_for(exc)
             raise PhaseFailed(code, f"planning failed: {message}") from None
+        finally:
+            run_budget.settle(reservation, usage)
         plan = plan_from_tool_input(call.input, objective, settings.max_subtasks)
         if plan.fallback_reason:
             logger.warning("plan rejected, falling back", extra={"reason": plan.fallback_reason})
         logger.info("planned", extra={"subtasks": len(plan.subtasks)})
-        return plan, usage_message("orchestrator", call.usage)
+        return plan, usage
 
     def _coordination_budget(self, context: RunContext) -> float:
         """WORKER_COORDINATION_TIMEOUT, but ending early enough that a synthesis still fits in the caller's deadline.
@@ -149,14 +194,26 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         reserve = min(settings.synthesis_timeout, left / 2)
         return max(0.0, min(settings.worker_coordination_timeout, left - reserve))
 
-    def _executor(self, objective: str, coordination_ends: float) -> Execute:
-        """Each Execute gets what remains of the coordination phase as its deadline (a dependent starts later)."""
+    def _executor(self, objective: str, coordination_ends: float, run_budget: RunBudget) -> Execute:
+        """Each Execute gets what remains of the coordination phase as its deadline (a dependent starts later),
+        and its worst case is reserved before it starts: a call the cap cannot cover ends over budget."""
 
         async def execute(
             subtask: common_pb2.Subtask, deps: list[common_pb2.SubtaskResult]
         ) -> common_pb2.SubtaskResult:
+            try:
+                reservation, max_tokens = run_budget.reserve_worker(objective, subtask, deps)
+            except BudgetExceeded as exc:
+                raise SubtaskFailed(str(exc), grpc.StatusCode.FAILED_PRECONDITION.name, OVER_BUDGET) from None
             timeout = max(0.0, coordination_ends - time.monotonic())
-            request = worker_pb2.ExecuteRequest(objective=objective, subtask=subtask, dependencies=deps)
+            request = worker_pb2.ExecuteRequest(
+                objective=objective,
+                subtask=subtask,
+                dependencies=deps,
+                max_output_tokens=max_tokens,
+                max_cost_usd=reservation.amount,
+            )
+            usage: common_pb2.Usage | None = None
             try:
                 with subtask_span(subtask):
                     # While the workers are known to serve, a call made as a connection is being re-established
@@ -165,22 +222,36 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                     response = await self._downstream.worker.Execute(
                         request, timeout=timeout, wait_for_ready=self._downstream.serving
                     )
+                usage = response.result.usage
             except grpc.aio.AioRpcError as exc:
-                outcome = TIMED_OUT if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED else FAILED
                 code, words = downstream_failure(exc)
+                if code == grpc.StatusCode.FAILED_PRECONDITION:  # the worker found the cap short: no call was made
+                    reservation.release()
+                    raise SubtaskFailed(f"left out: {words}", code.name, OVER_BUDGET) from None
+                outcome = TIMED_OUT if code == grpc.StatusCode.DEADLINE_EXCEEDED else FAILED
                 raise SubtaskFailed(f"{code.name}: {words}", code.name, outcome) from None
+            finally:
+                run_budget.settle(reservation, usage)  # a call that ended without usage keeps its whole reservation
             return response.result
 
         return execute
 
     async def _synthesize(
-        self, request: synthesizer_pb2.SynthesizeRequest, usages: list[common_pb2.Usage], context: RunContext
+        self,
+        request: synthesizer_pb2.SynthesizeRequest,
+        usages: list[common_pb2.Usage],
+        run_budget: RunBudget,
+        context: RunContext,
     ) -> AsyncIterator[orchestrator_pb2.RunEvent]:
         budget = phase_budget(self._settings.synthesis_timeout, context)
+        reservation = run_budget.reserve_synthesis()
+        request.max_cost_usd = reservation.amount
+        usage: common_pb2.Usage | None = None
         call = self._downstream.synthesizer.Synthesize(request, timeout=budget, wait_for_ready=self._downstream.serving)
         try:
             async for chunk in call:
                 if chunk.HasField("usage"):
+                    usage = chunk.usage
                     usages.append(chunk.usage)
                 else:
                     yield orchestrator_pb2.RunEvent(text_delta=chunk.text_delta)
@@ -191,3 +262,4 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             raise PhaseFailed(code, f"synthesis failed: {words}") from None
         finally:
             call.cancel()
+            run_budget.settle(reservation, usage)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from agentmesh.settings import DEFAULT_ORCHESTRATOR_MODEL, GrpcServiceSettings
+from agentmesh.settings import DEFAULT_ORCHESTRATOR_MODEL, DEFAULT_WORKER_MODEL, GrpcServiceSettings
 
 
 class OrchestratorSettings(GrpcServiceSettings):
@@ -18,6 +18,12 @@ class OrchestratorSettings(GrpcServiceSettings):
     synthesizer_target: str = "localhost:50053"
     orchestrator_model: str = DEFAULT_ORCHESTRATOR_MODEL
     orchestrator_max_tokens: int = Field(default=2048, ge=1, le=64_000)
+    # The worker's and synthesizer's models and output caps, read from the same variables as theirs: a run's cost
+    # cap is fitted with them (and each of those services checks its own calls against what was reserved).
+    worker_model: str = DEFAULT_WORKER_MODEL
+    worker_max_tokens: int = Field(default=2048, ge=1, le=64_000)
+    synthesizer_model: str = DEFAULT_WORKER_MODEL
+    synthesizer_max_tokens: int = Field(default=4096, ge=1, le=64_000)
     max_subtasks: int = Field(default=8, ge=1, le=64)
     planning_timeout: float = Field(default=30.0, gt=0, description="seconds")
     worker_coordination_timeout: float = Field(default=45.0, gt=0, description="seconds")

@@ -30,6 +30,8 @@ def build_prompt(request: synthesizer_pb2.SynthesizeRequest, model: str, max_tok
         result = results.get(subtask.id)
         if result is None:
             parts.append(f"[{subtask.id}] {subtask.title} — MISSING: this subtask did not run.")
+        elif result.outcome == common_pb2.SUBTASK_OUTCOME_OVER_BUDGET:
+            parts.append(f"[{subtask.id}] {subtask.title} — MISSING: left out to keep within the cost cap.")
         elif result.error:
             parts.append(f"[{subtask.id}] {subtask.title} — MISSING: it failed ({result.error}).")
         else:
@@ -38,5 +40,6 @@ def build_prompt(request: synthesizer_pb2.SynthesizeRequest, model: str, max_tok
         model=model,
         system=SYSTEM,
         messages=[Message(role="user", content="\n\n".join(parts))],
-        max_tokens=min(request.max_output_tokens, max_tokens) if request.max_output_tokens > 0 else max_tokens,
+        # A caller may lower the configured cap, never raise it.
+        max_tokens=min(request.max_output_tokens or max_tokens, max_tokens),
     )

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from agentmesh.budget import fit_call
 from agentmesh.llm.provider import LLMProvider, StreamDone, TextDelta
 from agentmesh.usage import usage_message
 from agentmesh.v1 import synthesizer_pb2, synthesizer_pb2_grpc
@@ -21,6 +22,7 @@ class SynthesizerServicer(synthesizer_pb2_grpc.SynthesizerServicer):
     def __init__(self, provider: LLMProvider, settings: SynthesizerSettings) -> None:
         self._provider = provider
         self._settings = settings
+        self._prices = settings.prices
 
     async def Synthesize(
         self,
@@ -28,6 +30,8 @@ class SynthesizerServicer(synthesizer_pb2_grpc.SynthesizerServicer):
         context: grpc.aio.ServicerContext[synthesizer_pb2.SynthesizeRequest, synthesizer_pb2.SynthesizeChunk],
     ) -> AsyncIterator[synthesizer_pb2.SynthesizeChunk]:
         prompt = build_prompt(request, self._settings.synthesizer_model, self._settings.synthesizer_max_tokens)
+        if request.max_cost_usd > 0:
+            prompt = fit_call(prompt, self._prices, request.max_cost_usd)
         started = time.monotonic()
         async for item in self._provider.stream(prompt):
             if isinstance(item, TextDelta):

@@ -7,6 +7,7 @@ import time
 
 import grpc
 
+from agentmesh.budget import fit_call
 from agentmesh.llm.provider import LLMProvider
 from agentmesh.usage import usage_message
 from agentmesh.v1 import common_pb2, worker_pb2, worker_pb2_grpc
@@ -20,6 +21,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
     def __init__(self, provider: LLMProvider, settings: WorkerSettings) -> None:
         self._provider = provider
         self._settings = settings
+        self._prices = settings.prices
 
     async def Execute(
         self,
@@ -27,6 +29,8 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         context: grpc.aio.ServicerContext[worker_pb2.ExecuteRequest, worker_pb2.ExecuteResponse],
     ) -> worker_pb2.ExecuteResponse:
         prompt = build_prompt(request, self._settings.worker_model, self._settings.worker_max_tokens)
+        if request.max_cost_usd > 0:
+            prompt = fit_call(prompt, self._prices, request.max_cost_usd)
         started = time.monotonic()
         completion = await self._provider.complete(prompt)
         duration_ms = int((time.monotonic() - started) * 1000)

@@ -28,5 +28,6 @@ def build_prompt(request: worker_pb2.ExecuteRequest, model: str, max_tokens: int
         model=model,
         system=SYSTEM,
         messages=[Message(role="user", content="\n\n".join(parts))],
-        max_tokens=min(request.max_output_tokens, max_tokens) if request.max_output_tokens > 0 else max_tokens,
+        # A caller may lower the configured cap, never raise it.
+        max_tokens=min(request.max_output_tokens or max_tokens, max_tokens),
     )

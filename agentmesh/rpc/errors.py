@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from agentmesh.budget import BudgetExceeded
 from agentmesh.llm.provider import (
     AuthenticationFailed,
     BadRequest,
@@ -22,6 +23,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and a message a person can act on; never includes secrets or tracebacks."""
     if isinstance(exc, PhaseFailed):
         return exc.code, str(exc)
+    if isinstance(exc, BudgetExceeded):
+        return grpc.StatusCode.FAILED_PRECONDITION, f"cost cap: {exc}"
     if isinstance(exc, InvalidInput):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, RateLimited):

@@ -42,6 +42,12 @@ def _request_id_from(context: Context) -> str | None:
     return None
 
 
+def own_trailers(context: Context, *extra: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+    """The trailers of a status we end a call with: those the handler set (an abort's own would replace them),
+    the mark that the status is ours, and ``extra``."""
+    return (*(context.trailing_metadata() or ()), OWN_STATUS, *extra)
+
+
 async def _abort_for(exc: Exception, context: Context, method: str) -> None:
     code, message = status_for(exc)
     if code == grpc.StatusCode.INTERNAL:
@@ -49,7 +55,7 @@ async def _abort_for(exc: Exception, context: Context, method: str) -> None:
     else:
         logger.warning("%s failed: %s %s", method, code.name, message)
     await context.abort(
-        code, message, trailing_metadata=(OWN_STATUS, *(NO_RETRY if isinstance(exc, ProviderError) else ()))
+        code, message, trailing_metadata=own_trailers(context, *(NO_RETRY if isinstance(exc, ProviderError) else ()))
     )
 
 
@@ -95,7 +101,7 @@ class InFlight:
     async def admit(self, context: Context) -> None:
         if self.draining:
             await context.abort(
-                grpc.StatusCode.UNAVAILABLE, "this server is shutting down; try another replica", (OWN_STATUS,)
+                grpc.StatusCode.UNAVAILABLE, "this server is shutting down; try another replica", own_trailers(context)
             )
 
 
@@ -189,7 +195,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                     raise
                 code = grpc.StatusCode.UNAVAILABLE
                 await context.abort(
-                    code, "the server shut down before this call finished; retry the request", (OWN_STATUS,)
+                    code, "the server shut down before this call finished; retry the request", own_trailers(context)
                 )
             finally:
                 _observe(method, code, time.monotonic() - started)

@@ -27,8 +27,13 @@ class RunRequest(_message.Message):
 
     MESSAGES_FIELD_NUMBER: _builtins.int
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    MAX_COST_USD_FIELD_NUMBER: _builtins.int
     max_output_tokens: _builtins.int
     """Upper bound on the answer's generated tokens; 0 means the synthesizer's default."""
+    max_cost_usd: _builtins.float
+    """Cap on what the whole run may cost, in US dollars, priced from the usage the model API reports;
+    0 means none. Every model call's worst case is reserved against it before the call starts.
+    """
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]:
         """The conversation, oldest first; the last user turn is the request to answer."""
@@ -38,10 +43,11 @@ class RunRequest(_message.Message):
         *,
         messages: _abc.Iterable[_common_pb2.ChatMessage] | None = ...,
         max_output_tokens: _builtins.int = ...,
+        max_cost_usd: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_output_tokens", b"max_output_tokens", "messages", b"messages"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_cost_usd", b"max_cost_usd", "max_output_tokens", b"max_output_tokens", "messages", b"messages"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -207,6 +213,7 @@ class UsageSummary(_message.Message):
     COST_USD_FIELD_NUMBER: _builtins.int
     FULLY_PRICED_FIELD_NUMBER: _builtins.int
     DURATIONS_FIELD_NUMBER: _builtins.int
+    MAX_COST_USD_FIELD_NUMBER: _builtins.int
     input_tokens: _builtins.int
     """Sum of input tokens (uncached + cache writes + cache reads) over all agents."""
     output_tokens: _builtins.int
@@ -215,6 +222,8 @@ class UsageSummary(_message.Message):
     """Sum of cost_usd over the priced agents, in US dollars."""
     fully_priced: _builtins.bool
     """False when at least one agent's model had no price: cost_usd is then a lower bound."""
+    max_cost_usd: _builtins.float
+    """The cap the run was held to (RunRequest.max_cost_usd), in US dollars; 0 when it had none."""
     @_builtins.property
     def by_agent(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Usage]:
         """One entry per agent and model, in the order orchestrator, worker, synthesizer."""
@@ -232,10 +241,11 @@ class UsageSummary(_message.Message):
         cost_usd: _builtins.float = ...,
         fully_priced: _builtins.bool = ...,
         durations: Global___PhaseDurations | None = ...,
+        max_cost_usd: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["durations", b"durations"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_agent", b"by_agent", "cost_usd", b"cost_usd", "durations", b"durations", "fully_priced", b"fully_priced", "input_tokens", b"input_tokens", "output_tokens", b"output_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_agent", b"by_agent", "cost_usd", b"cost_usd", "durations", b"durations", "fully_priced", b"fully_priced", "input_tokens", b"input_tokens", "max_cost_usd", b"max_cost_usd", "output_tokens", b"output_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

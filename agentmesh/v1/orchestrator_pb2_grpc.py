@@ -50,7 +50,8 @@ class OrchestratorServicer:
         """Plans, runs every subtask on the worker service (independent ones in parallel),
         then streams the synthesizer's answer. Events arrive in this order: one plan,
         subtask_started/subtask_finished as work progresses, text_delta pieces, one usage last.
-        Failures end the stream with a gRPC status whose message names the failed phase.
+        Failures end the stream with a gRPC status whose message names the failed phase;
+        FAILED_PRECONDITION, before any model call, when max_cost_usd cannot cover the run (or a model has no price).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

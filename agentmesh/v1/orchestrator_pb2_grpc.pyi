@@ -37,7 +37,8 @@ class OrchestratorStub:
     """Plans, runs every subtask on the worker service (independent ones in parallel),
     then streams the synthesizer's answer. Events arrive in this order: one plan,
     subtask_started/subtask_finished as work progresses, text_delta pieces, one usage last.
-    Failures end the stream with a gRPC status whose message names the failed phase.
+    Failures end the stream with a gRPC status whose message names the failed phase;
+    FAILED_PRECONDITION, before any model call, when max_cost_usd cannot cover the run (or a model has no price).
     """
 
 @_typing.type_check_only
@@ -49,7 +50,8 @@ class OrchestratorAsyncStub(OrchestratorStub):
     """Plans, runs every subtask on the worker service (independent ones in parallel),
     then streams the synthesizer's answer. Events arrive in this order: one plan,
     subtask_started/subtask_finished as work progresses, text_delta pieces, one usage last.
-    Failures end the stream with a gRPC status whose message names the failed phase.
+    Failures end the stream with a gRPC status whose message names the failed phase;
+    FAILED_PRECONDITION, before any model call, when max_cost_usd cannot cover the run (or a model has no price).
     """
 
 class OrchestratorServicer(metaclass=_abc_1.ABCMeta):
@@ -64,7 +66,8 @@ class OrchestratorServicer(metaclass=_abc_1.ABCMeta):
         """Plans, runs every subtask on the worker service (independent ones in parallel),
         then streams the synthesizer's answer. Events arrive in this order: one plan,
         subtask_started/subtask_finished as work progresses, text_delta pieces, one usage last.
-        Failures end the stream with a gRPC status whose message names the failed phase.
+        Failures end the stream with a gRPC status whose message names the failed phase;
+        FAILED_PRECONDITION, before any model call, when max_cost_usd cannot cover the run (or a model has no price).
         """
 
 def add_OrchestratorServicer_to_server(servicer: OrchestratorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

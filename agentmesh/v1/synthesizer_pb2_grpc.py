@@ -47,7 +47,8 @@ class SynthesizerServicer:
     """
 
     def Synthesize(self, request, context):
-        """Streams the answer as text deltas, then exactly one usage chunk last.
+        """Streams the answer as text deltas, then exactly one usage chunk last. Fails with
+        FAILED_PRECONDITION when max_cost_usd cannot cover the call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

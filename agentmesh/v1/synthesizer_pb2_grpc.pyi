@@ -34,7 +34,9 @@ class SynthesizerStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> SynthesizerAsyncStub: ...
     Synthesize: _grpc.UnaryStreamMultiCallable[_synthesizer_pb2.SynthesizeRequest, _synthesizer_pb2.SynthesizeChunk]
-    """Streams the answer as text deltas, then exactly one usage chunk last."""
+    """Streams the answer as text deltas, then exactly one usage chunk last. Fails with
+    FAILED_PRECONDITION when max_cost_usd cannot cover the call.
+    """
 
 @_typing.type_check_only
 class SynthesizerAsyncStub(SynthesizerStub):
@@ -42,7 +44,9 @@ class SynthesizerAsyncStub(SynthesizerStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Synthesize: _aio.UnaryStreamMultiCallable[_synthesizer_pb2.SynthesizeRequest, _synthesizer_pb2.SynthesizeChunk]  # type: ignore[assignment]
-    """Streams the answer as text deltas, then exactly one usage chunk last."""
+    """Streams the answer as text deltas, then exactly one usage chunk last. Fails with
+    FAILED_PRECONDITION when max_cost_usd cannot cover the call.
+    """
 
 class SynthesizerServicer(metaclass=_abc_1.ABCMeta):
     """Merges subtask results into one answer."""
@@ -53,6 +57,8 @@ class SynthesizerServicer(metaclass=_abc_1.ABCMeta):
         request: _synthesizer_pb2.SynthesizeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_synthesizer_pb2.SynthesizeChunk], _abc.AsyncIterator[_synthesizer_pb2.SynthesizeChunk]]:
-        """Streams the answer as text deltas, then exactly one usage chunk last."""
+        """Streams the answer as text deltas, then exactly one usage chunk last. Fails with
+        FAILED_PRECONDITION when max_cost_usd cannot cover the call.
+        """
 
 def add_SynthesizerServicer_to_server(servicer: SynthesizerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -36,7 +36,7 @@ class WorkerStub:
     Execute: _grpc.UnaryUnaryMultiCallable[_worker_pb2.ExecuteRequest, _worker_pb2.ExecuteResponse]
     """Runs one subtask and returns its output and usage. Fails with INVALID_ARGUMENT
     for an empty instruction, RESOURCE_EXHAUSTED when the model is rate limited,
-    UNAVAILABLE when the model cannot be reached.
+    UNAVAILABLE when the model cannot be reached, FAILED_PRECONDITION when max_cost_usd cannot cover the call.
     """
 
 @_typing.type_check_only
@@ -47,7 +47,7 @@ class WorkerAsyncStub(WorkerStub):
     Execute: _aio.UnaryUnaryMultiCallable[_worker_pb2.ExecuteRequest, _worker_pb2.ExecuteResponse]  # type: ignore[assignment]
     """Runs one subtask and returns its output and usage. Fails with INVALID_ARGUMENT
     for an empty instruction, RESOURCE_EXHAUSTED when the model is rate limited,
-    UNAVAILABLE when the model cannot be reached.
+    UNAVAILABLE when the model cannot be reached, FAILED_PRECONDITION when max_cost_usd cannot cover the call.
     """
 
 class WorkerServicer(metaclass=_abc_1.ABCMeta):
@@ -61,7 +61,7 @@ class WorkerServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_worker_pb2.ExecuteResponse, _abc.Awaitable[_worker_pb2.ExecuteResponse]]:
         """Runs one subtask and returns its output and usage. Fails with INVALID_ARGUMENT
         for an empty instruction, RESOURCE_EXHAUSTED when the model is rate limited,
-        UNAVAILABLE when the model cannot be reached.
+        UNAVAILABLE when the model cannot be reached, FAILED_PRECONDITION when max_cost_usd cannot cover the call.
         """
 
 def add_WorkerServicer_to_server(servicer: WorkerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -17,12 +17,13 @@ from agentmesh.request_context import current_request_id, new_request_id
 from agentmesh.v1 import orchestrator_pb2
 from gateway import sse, translate
 from gateway.auth import CurrentPrincipal
-from gateway.dependencies import Orchestrator, Settings
+from gateway.dependencies import Orchestrator, Settings, Spend
 from gateway.errors import CLIENT_CLOSED_REQUEST, ApiError, error_responses, rpc_error, shutting_down
-from gateway.orchestrator_client import GatewayShuttingDown, RunStream
+from gateway.orchestrator_client import GatewayShuttingDown
 from gateway.protocol import ChatCompletion, ChatCompletionRequest
 from gateway.request_limits import check_request_limits
 from gateway.run_log import RunLog
+from gateway.spend import SpendingRun
 from gateway.strict_json import StrictJsonRoute
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ async def create_chat_completion(
     principal: CurrentPrincipal,
     settings: Settings,
     orchestrator: Orchestrator,
+    spend: Spend,
 ) -> Response:
     if body.model != settings.service_model_name:
         raise ApiError(
@@ -67,11 +69,13 @@ async def create_chat_completion(
         )
     check_request_limits(body, max_messages=settings.max_messages, max_total_chars=settings.max_total_chars)
     run_request = translate.to_run_request(body)
+    grant = await spend.open(principal.subject, body.max_cost_usd)
+    run_request.max_cost_usd = grant.cap
     completion_id = f"chatcmpl-{current_request_id() or new_request_id()}"
     created = int(time.time())
     show_progress = settings.stream_progress == "reasoning"
     run_log = RunLog(principal.subject, body.stream)
-    stream = orchestrator.run(run_request)
+    stream = spend.watch(orchestrator.run(run_request), grant)
     first = asyncio.ensure_future(stream.next_event())
     try:
         # Wait (briefly, when streaming) for the first event before any status line, so that early failures
@@ -84,7 +88,7 @@ async def create_chat_completion(
     except grpc.aio.AioRpcError as exc:
         run_log.finish(exc.code().name)
         stream.cancel()
-        raise rpc_error(exc) from None
+        raise spend.rpc_error(exc, grant) from None
     except GatewayShuttingDown:
         run_log.finish("shutdown")
         raise shutting_down() from None
@@ -95,17 +99,17 @@ async def create_chat_completion(
     if body.stream:
         chunks = translate.ChunkStream(completion_id, created, body.model, show_progress, body.include_usage)
         relay = _relay(stream, first, chunks, run_log)
-        return sse.EventStreamResponse(sse.with_keepalive(relay, settings.sse_keepalive_seconds))
+        return sse.EventStreamResponse(sse.with_keepalive(relay, settings.sse_keepalive_seconds), grant.headers())
     events = [e for e in [first.result(), *rest] if e is not None]
     for event in events:
         run_log.observe(event)
     run_log.finish("ok")
     result = translate.completion(completion_id, created, body.model, events, show_progress)
-    return JSONResponse(result.model_dump())
+    return JSONResponse(result.model_dump(), headers=grant.headers(stream.cost))
 
 
 async def _relay(
-    stream: RunStream,
+    stream: SpendingRun,
     first: asyncio.Future[orchestrator_pb2.RunEvent | None],
     chunks: translate.ChunkStream,
     run_log: RunLog,
@@ -147,7 +151,7 @@ async def _relay(
     yield sse.DONE
 
 
-async def _rest(stream: RunStream) -> list[orchestrator_pb2.RunEvent]:
+async def _rest(stream: SpendingRun) -> list[orchestrator_pb2.RunEvent]:
     events = []
     while (event := await stream.next_event()) is not None:
         events.append(event)

@@ -58,16 +58,24 @@ async def test_n_plus_first_chat_request_gets_429_with_retry_after(
     assert [r.headers["x-ratelimit-limit"] for r in allowed] == ["3", "3", "3"]
     assert [r.headers["x-ratelimit-remaining"] for r in allowed] == ["2", "1", "0"]
     assert all(0 < int(r.headers["x-ratelimit-reset"]) <= WINDOW_S for r in allowed)
-    # Alice is alone on her IP: both budgets run out together, and the IP's is checked first.
-    assert_limited(refused, "client IP (3 per 1 minute)")
+    # The IP's own budget (RATE_LIMIT_PER_IP) is generous: the subject's runs out.
+    assert_limited(refused, "token subject (3 per 1 minute)")
     # Exactly when the first request leaves the window, rounded up to whole seconds.
     assert WINDOW_S - elapsed - 1 <= int(refused.headers["retry-after"]) <= WINDOW_S
-    assert_limited(streamed, "client IP")
+    assert_limited(streamed, "token subject")
     assert len(fake.requests) == 3
 
 
+async def test_users_behind_one_ip_each_have_their_own_budget(start_gateway: GatewayFactory) -> None:
+    gateway = await start_gateway(rate_limit_chat_completions="3/minute")
+    async with client(gateway, "alice") as alice, client(gateway, "bob") as bob_same_ip:
+        assert [(await alice.post("/v1/chat/completions", json=CHAT)).status_code for _ in range(3)] == [200] * 3
+        assert_limited(await alice.post("/v1/chat/completions", json=CHAT), "token subject")
+        assert (await bob_same_ip.post("/v1/chat/completions", json=CHAT)).status_code == 200
+
+
 async def test_ip_and_subject_budgets_are_independent(start_gateway: GatewayFactory) -> None:
-    gateway = await start_gateway(rate_limit_default="2/minute")
+    gateway = await start_gateway(rate_limit_default="2/minute", rate_limit_per_ip="2/minute")
     async with client(gateway, "alice") as alice, client(gateway, "bob") as bob_same_ip:
         assert [(await alice.get("/v1/models")).status_code for _ in range(2)] == [200, 200]
         # Bob has his whole budget, but this IP has spent its own.
@@ -103,10 +111,23 @@ async def test_budget_is_spent_only_for_verified_subjects(start_gateway: Gateway
 
 
 async def test_unauthenticated_requests_spend_the_ip_budget(start_gateway: GatewayFactory) -> None:
-    gateway = await start_gateway(rate_limit_default="2/minute")
+    gateway = await start_gateway(rate_limit_per_ip="2/minute")
     async with httpx.AsyncClient(base_url=gateway.url, headers={"Authorization": "Bearer nonsense"}) as anonymous:
         assert [(await anonymous.get("/v1/models")).status_code for _ in range(2)] == [401, 401]
-        assert_limited(await anonymous.get("/v1/models"), "client IP")
+        assert_limited(await anonymous.get("/v1/models"), "client IP's unauthenticated requests")
+
+
+async def test_unauthenticated_requests_leave_the_users_of_their_ip_unaffected(
+    start_gateway: GatewayFactory, fake: FakeOrchestrator
+) -> None:
+    gateway = await start_gateway(rate_limit_per_ip="100/minute")
+    async with httpx.AsyncClient(base_url=gateway.url, headers={"Authorization": "Bearer nonsense"}) as anonymous:
+        statuses = [(await anonymous.post("/v1/chat/completions", json=CHAT)).status_code for _ in range(101)]
+    assert statuses == [401] * 100 + [429]
+    async with client(gateway, "alice") as alice:
+        assert (await alice.post("/v1/chat/completions", json=CHAT)).status_code == 200
+        assert (await alice.get("/v1/models")).status_code == 200
+    assert len(fake.requests) == 1
 
 
 async def test_health_is_never_limited(start_gateway: GatewayFactory) -> None:
@@ -128,7 +149,7 @@ async def test_disabled(start_gateway: GatewayFactory) -> None:
 
 @pytest.mark.parametrize("trusted", [False, True])
 async def test_forwarded_for_counts_only_from_trusted_proxies(start_gateway: GatewayFactory, trusted: bool) -> None:
-    gateway = await start_gateway(rate_limit_default="1/minute", trust_proxy_headers=trusted)
+    gateway = await start_gateway(rate_limit_per_ip="1/minute", trust_proxy_headers=trusted)
     async with client(gateway, "alice", **{"X-Forwarded-For": "203.0.113.1"}) as first:
         assert (await first.get("/v1/models")).status_code == 200
     async with client(gateway, "bob", **{"X-Forwarded-For": "203.0.113.2"}) as second:

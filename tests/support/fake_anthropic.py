@@ -18,7 +18,8 @@ has those values, 408 after ``within_s``). ``spawn_fake_anthropic()`` runs the p
 
 Default answers are deterministic: a forced ``plan`` tool gets one subtask per non-empty line of the last user
 message (ids t1..tN, no dependencies); plain text gets ``"fake answer: "`` + the first 80 characters of the last
-user message. Usage: input = chars of system + messages // 4 + 1, output = chars of the answer // 4 + 1.
+user message. Usage: input = chars of system + messages // 4 + 1, output = chars of the answer // 4 + 1; a text
+answer longer than the request's ``max_tokens`` is cut there (stop_reason ``max_tokens``), as the real API does.
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ class Behaviour:
 class RecordedRequest:
     """One request as received, and what was answered (``usage`` only once the answer's usage was sent).
 
-    ``received_s`` is the fake's ``time.monotonic()`` on arrival: compare it only with other requests' values.
+    ``received_s`` is the fake's ``time.monotonic()`` on arrival, ``finished_s`` once the answer (or error) has been
+    sent or the client went away: compare them only with other requests' values.
     """
 
     method: str
@@ -133,6 +135,7 @@ class RecordedRequest:
     usage: dict[str, int | None] | None = None
     disconnected: bool = False
     received_s: float = field(default_factory=time.monotonic)
+    finished_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -265,6 +268,7 @@ class FakeAnthropic:
             record.disconnected = not await _unless_disconnected(receive, responding)
         finally:
             with self._changed:
+                record.finished_s = time.monotonic()
                 self._in_flight -= 1
                 self._changed.notify_all()
 
@@ -414,8 +418,10 @@ def _answer(body: Mapping[str, Any], behaviour: Behaviour) -> _Answer:
             answer.text = behaviour.text
         else:
             answer.text = asked if behaviour.echo else ANSWER_PREFIX + asked[:80]
-        out_chars = len(answer.text)
         answer.stop_reason = "refusal" if tool else "end_turn"
+        if len(answer.text) // 4 + 1 > body["max_tokens"]:
+            answer.text, answer.stop_reason = answer.text[: 4 * body["max_tokens"] - 1], "max_tokens"
+        out_chars = len(answer.text)
     in_chars = len(_text_of(body.get("system", ""))) + sum(len(_text_of(m.get("content"))) for m in body["messages"])
     answer.usage = {
         "input_tokens": in_chars // 4 + 1,

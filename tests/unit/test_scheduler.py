@@ -121,3 +121,18 @@ async def test_closing_the_stream_cancels_running_subtasks() -> None:
     await recorder.wait_entered("a", "b")
     await events.aclose()
     assert recorder.cancelled == {"a", "b"}
+
+
+async def test_left_out_subtasks_end_over_budget_first_and_their_dependents_are_skipped() -> None:
+    recorder = Recorder()
+    subtasks = [_subtask("a"), _subtask("b"), _subtask("c", "b")]
+    scheduler = Scheduler(subtasks, recorder, left_out={"b": "left out: the cost cap covers 1 of 3 subtasks"})
+    recorder.release.setdefault("a", asyncio.Event()).set()
+    async with contextlib.aclosing(scheduler.run(timeout_s=30)) as events:
+        seen = [event async for event in events]
+    assert [_kind(e) for e in seen[:2]] == [("subtask_finished", "b"), ("subtask_finished", "c")]
+    assert seen[0].subtask_finished.outcome == common_pb2.SUBTASK_OUTCOME_OVER_BUDGET
+    assert "cost cap" in seen[0].subtask_finished.error
+    assert seen[1].subtask_finished.outcome == common_pb2.SUBTASK_OUTCOME_SKIPPED
+    assert set(recorder.inputs) == {"a"}
+    assert scheduler.results["a"].outcome == common_pb2.SUBTASK_OUTCOME_OK

@@ -173,6 +173,7 @@ class TestChunks:
             "completion_tokens": 0,
             "total_tokens": 0,
             "cost_usd": None,
+            "max_cost_usd": None,
             "agents": [],
             "failed_subtasks": [],
         }

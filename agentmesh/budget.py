@@ -1,0 +1,135 @@
+"""A run's cost cap: worst-case bounds of model calls, and the ledger that keeps spent + reserved within the cap.
+
+Pure (no grpc): the orchestrator keeps the ledger, the worker and synthesizer check each call against the
+allotment they are given, and all of them bound a call the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+from agentmesh.llm.pricing import ModelPrice, PriceTable, price_for
+from agentmesh.llm.provider import Prompt, Tool
+
+# A byte-level BPE token covers at least one byte of UTF-8 text, so a text's bytes bound its tokens. The constants
+# cover what the API adds around the text: message framing, and the tool-use system prompt (346 tokens for a
+# forced tool on Claude 4 models, per Anthropic's documentation).
+PROMPT_OVERHEAD_TOKENS = 64
+PER_MESSAGE_OVERHEAD_TOKENS = 16
+TOOL_OVERHEAD_TOKENS = 512
+# Trailing metadata of a failed Orchestrator.Run: what the run may have cost (held calls at their worst case), in USD.
+SPENT_TRAILER = "agentmesh-spent-usd"
+# Fewer output tokens than this make a call not worth starting (or the configured maximum, when that is smaller).
+OUTPUT_TOKENS_FLOOR = 128
+
+
+class BudgetExceeded(Exception):
+    """The cost cap cannot cover a call (or a run); the message says what it would have needed."""
+
+
+class Unpriced(BudgetExceeded):
+    """A model has no price, so no cap can be guaranteed for a call to it."""
+
+
+def text_tokens_bound(*texts: str) -> int:
+    return sum(len(text.encode("utf-8")) for text in texts)
+
+
+def input_tokens_bound(prompt: Prompt, tool: Tool | None = None) -> int:
+    """Never below what the API will count as the prompt's input tokens."""
+    tokens = PROMPT_OVERHEAD_TOKENS + PER_MESSAGE_OVERHEAD_TOKENS * len(prompt.messages)
+    tokens += text_tokens_bound(prompt.system, *(message.content for message in prompt.messages))
+    if tool is not None:
+        schema = json.dumps({"name": tool.name, "description": tool.description, "input_schema": tool.input_schema})
+        tokens += TOOL_OVERHEAD_TOKENS + text_tokens_bound(schema)
+    return tokens
+
+
+def price_of(model: str, prices: PriceTable) -> ModelPrice:
+    price = price_for(model, prices)
+    if price is None:
+        raise Unpriced(f"model {model!r} has no price (add it to MODEL_PRICING_FILE): no cost cap can hold for it")
+    return price
+
+
+def worst_case_usd(price: ModelPrice, input_tokens: int, max_tokens: int) -> float:
+    return (input_tokens * price.input_per_mtok + max_tokens * price.output_per_mtok) / 1_000_000
+
+
+def affordable_tokens(price: ModelPrice, input_tokens: int, budget_usd: float, wanted: int) -> int:
+    """The most output tokens (at most ``wanted``) a call with that input can have within ``budget_usd``."""
+    left = budget_usd * 1_000_000 - input_tokens * price.input_per_mtok
+    if left < 0:
+        return 0
+    if price.output_per_mtok == 0:
+        return wanted
+    return min(wanted, math.floor(left / price.output_per_mtok))
+
+
+def floor_tokens(configured_max: int) -> int:
+    return min(OUTPUT_TOKENS_FLOOR, configured_max)
+
+
+def fit_call(prompt: Prompt, prices: PriceTable, allotment_usd: float, tool: Tool | None = None) -> Prompt:
+    """``prompt`` with its max_tokens lowered to what ``allotment_usd`` covers; raises when below the floor.
+
+    This is the check every service makes before a call: its worst case never exceeds what was reserved for it.
+    """
+    price = price_of(prompt.model, prices)
+    input_tokens = input_tokens_bound(prompt, tool)
+    tokens = affordable_tokens(price, input_tokens, allotment_usd, prompt.max_tokens)
+    if tokens < floor_tokens(prompt.max_tokens):
+        needed = worst_case_usd(price, input_tokens, floor_tokens(prompt.max_tokens))
+        raise BudgetExceeded(
+            f"the call's cost allotment of ${allotment_usd:.6f} does not cover its worst case "
+            f"(at least ${needed:.6f} for {input_tokens} input tokens and {floor_tokens(prompt.max_tokens)} output)"
+        )
+    return Prompt(model=prompt.model, system=prompt.system, messages=prompt.messages, max_tokens=tokens)
+
+
+@dataclass
+class Reservation:
+    """Money held for one call until it is settled to what the call really cost."""
+
+    ledger: Ledger
+    amount: float
+    settled: bool = False
+
+    def settle(self, cost: float | None) -> None:
+        """Replaces the hold with ``cost``; an unknown cost (a cancelled stream, an unpriced answer) keeps it all."""
+        if self.settled:
+            return
+        self.settled = True
+        self.ledger.reserved -= self.amount
+        self.ledger.spent += self.amount if cost is None else cost
+
+    def release(self) -> None:
+        """The call never started: nothing was spent."""
+        self.settle(0.0)
+
+
+@dataclass
+class Ledger:
+    """One run's money: ``spent + reserved <= cap`` at every moment (a cap of 0 means none)."""
+
+    cap: float
+    spent: float = 0.0
+    reserved: float = 0.0
+
+    @property
+    def capped(self) -> bool:
+        return self.cap > 0
+
+    @property
+    def available(self) -> float:
+        return self.cap - self.spent - self.reserved if self.capped else math.inf
+
+    def reserve(self, amount: float) -> Reservation:
+        if amount > self.available:
+            raise BudgetExceeded(
+                f"${amount:.6f} is needed but only ${max(0.0, self.available):.6f} of the ${self.cap:.6f} cap is left"
+            )
+        self.reserved += amount
+        return Reservation(self, amount)

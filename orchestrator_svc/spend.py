@@ -1,0 +1,218 @@
+"""A run's cost cap in the orchestrator: what planning may cost, fitting the plan, and a reservation per call.
+
+Pure (no grpc). The worker and synthesizer check each call against the allotment reserved here with the
+prompt they really send (``agentmesh.budget.fit_call``), so the constants below only need to be generous.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from agentmesh.budget import (
+    PER_MESSAGE_OVERHEAD_TOKENS,
+    PROMPT_OVERHEAD_TOKENS,
+    BudgetExceeded,
+    Ledger,
+    Reservation,
+    affordable_tokens,
+    floor_tokens,
+    input_tokens_bound,
+    price_of,
+    text_tokens_bound,
+    worst_case_usd,
+)
+from agentmesh.llm.pricing import ModelPrice, PriceTable, cost_usd
+from agentmesh.llm.provider import Prompt, TokenUsage, Tool
+from agentmesh.v1 import common_pb2
+
+# The worker's and synthesizer's own instructions and labels (worker_svc/task.py, synthesizer_svc/prompt.py) fit
+# in these with room to spare.
+PROMPT_FRAME_BYTES = 1024
+PER_RESULT_BYTES = 256
+# Bytes assumed per token of an output not yet written, when the synthesis is planned; each call is bounded again
+# with the real bytes when it starts.
+OUTPUT_BYTES_PER_TOKEN = 6
+
+
+@dataclass(frozen=True)
+class Agent:
+    model: str
+    price: ModelPrice
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class Fit:
+    """What the cap affords after planning: each worker's max_tokens, the subtasks left out, the synthesis' hold."""
+
+    worker_tokens: int
+    left_out: list[str]
+    synthesis_usd: float
+
+
+def worker_input_bound(objective: str, subtask: common_pb2.Subtask, dependency_bytes: int) -> int:
+    fixed = PROMPT_OVERHEAD_TOKENS + PER_MESSAGE_OVERHEAD_TOKENS + PROMPT_FRAME_BYTES
+    text = text_tokens_bound(objective, subtask.id, subtask.title, subtask.instruction)
+    return fixed + text + dependency_bytes + PER_RESULT_BYTES * len(subtask.depends_on)
+
+
+def synthesis_input_bound(objective: str, subtasks: Sequence[common_pb2.Subtask], result_bytes: int) -> int:
+    fixed = PROMPT_OVERHEAD_TOKENS + PER_MESSAGE_OVERHEAD_TOKENS + PROMPT_FRAME_BYTES
+    labels = text_tokens_bound(objective, *(s.id + s.title for s in subtasks)) + PER_RESULT_BYTES * len(subtasks)
+    return fixed + labels + result_bytes
+
+
+def fit_plan(
+    available: float, objective: str, subtasks: Sequence[common_pb2.Subtask], worker: Agent, synthesizer: Agent
+) -> Fit:
+    """Holds the synthesis (its input counting every worker's worst-case output), then gives the workers the
+    most max_tokens the rest affords, leaving subtasks out from the end of the plan while that is below the floor."""
+    included = list(subtasks)
+    while included:
+        fixed, per_token = _cost_line(objective, subtasks, included, worker, synthesizer)
+        tokens = worker.max_tokens if per_token == 0 else math.floor((available - fixed) / per_token)
+        tokens = min(worker.max_tokens, tokens)
+        if tokens >= floor_tokens(worker.max_tokens):
+            kept = {s.id for s in included}
+            result_bytes = len(included) * tokens * OUTPUT_BYTES_PER_TOKEN
+            synthesis = worst_case_usd(
+                synthesizer.price,
+                synthesis_input_bound(objective, subtasks, result_bytes),
+                synthesizer.max_tokens,
+            )
+            return Fit(tokens, [s.id for s in subtasks if s.id not in kept], synthesis)
+        included = _without_last(included)
+    raise BudgetExceeded(
+        f"${available:.6f} is left after planning; one subtask with the synthesis needs at least "
+        f"${minimum_run_usd(objective, subtasks, worker, synthesizer):.6f}"
+    )
+
+
+def minimum_run_usd(objective: str, subtasks: Sequence[common_pb2.Subtask], worker: Agent, synthesizer: Agent) -> float:
+    """The worst case of the first of ``subtasks`` with its worker at the floor, and the synthesis of them all."""
+    fixed, per_token = _cost_line(objective, subtasks, subtasks[:1], worker, synthesizer)
+    return fixed + per_token * floor_tokens(worker.max_tokens)
+
+
+def _cost_line(
+    objective: str,
+    subtasks: Sequence[common_pb2.Subtask],
+    included: Sequence[common_pb2.Subtask],
+    worker: Agent,
+    synthesizer: Agent,
+) -> tuple[float, float]:
+    """The worst case of the workers and the synthesis as ``fixed + per_token * workers' max_tokens``, in USD."""
+    w, s = worker.price, synthesizer.price
+    fixed = sum(worst_case_usd(w, worker_input_bound(objective, sub, 0), 0) for sub in included)
+    fixed += worst_case_usd(s, synthesis_input_bound(objective, subtasks, 0), synthesizer.max_tokens)
+    per_token = sum(
+        len(sub.depends_on) * OUTPUT_BYTES_PER_TOKEN * w.input_per_mtok + w.output_per_mtok for sub in included
+    )
+    per_token += len(included) * OUTPUT_BYTES_PER_TOKEN * s.input_per_mtok
+    return fixed, per_token / 1_000_000
+
+
+def _without_last(included: list[common_pb2.Subtask]) -> list[common_pb2.Subtask]:
+    """Drops the last subtask, and every one that (through others) depends on it: they could not run anyway."""
+    dropped = {included[-1].id}
+    kept = included[:-1]
+    while dependents := [s for s in kept if dropped.intersection(s.depends_on)]:
+        dropped.update(s.id for s in dependents)
+        kept = [s for s in kept if s.id not in dropped]
+    return kept
+
+
+@dataclass
+class RunBudget:
+    """The ledger of one run and the models it pays for; with no cap every check passes and nothing is priced."""
+
+    ledger: Ledger
+    prices: PriceTable
+    worker: Agent
+    synthesizer: Agent
+    worker_tokens: int = 0
+    _synthesis_hold: Reservation | None = field(default=None, repr=False)
+
+    @classmethod
+    def create(
+        cls,
+        cap: float,
+        prices: PriceTable,
+        worker: tuple[str, int],
+        synthesizer: tuple[str, int],
+    ) -> RunBudget:
+        """Raises ``Unpriced`` when capped and a model has no price: the cap could not be guaranteed."""
+        agents = [Agent(model, _price(model, prices, cap), tokens) for model, tokens in (worker, synthesizer)]
+        return cls(Ledger(cap), prices, agents[0], agents[1], worker_tokens=worker[1])
+
+    @property
+    def capped(self) -> bool:
+        return self.ledger.capped
+
+    def reserve_planning(self, prompt: Prompt, tool: Tool, objective: str) -> Reservation:
+        """Before any model call: the planning call and the smallest run after it must both fit."""
+        if not self.capped:
+            return self.ledger.reserve(0.0)
+        price = price_of(prompt.model, self.prices)
+        planning = worst_case_usd(price, input_tokens_bound(prompt, tool), prompt.max_tokens)
+        one = [common_pb2.Subtask(id="t1", title="Answer the request", instruction=objective)]
+        rest = minimum_run_usd(objective, one, self.worker, self.synthesizer)
+        if planning + rest > self.ledger.cap:
+            raise BudgetExceeded(
+                f"max_cost_usd ${self.ledger.cap:.6f} is too small: planning alone may cost up to ${planning:.6f}, "
+                f"and one subtask with the synthesis up to ${rest:.6f} more (at least ${planning + rest:.6f} in all)"
+            )
+        return self.ledger.reserve(planning)
+
+    def fit(self, objective: str, subtasks: Sequence[common_pb2.Subtask]) -> dict[str, str]:
+        """Holds the synthesis, sets the workers' max_tokens; returns the subtasks left out, with the reason."""
+        if not self.capped:
+            return {}
+        fit = fit_plan(self.ledger.available, objective, subtasks, self.worker, self.synthesizer)
+        self.worker_tokens = fit.worker_tokens
+        self._synthesis_hold = self.ledger.reserve(fit.synthesis_usd)
+        kept = len(subtasks) - len(fit.left_out)
+        why = f"left out: the cost cap of ${self.ledger.cap:.6f} covers {kept} of {len(subtasks)} subtasks"
+        return dict.fromkeys(fit.left_out, why)
+
+    def reserve_worker(
+        self, objective: str, subtask: common_pb2.Subtask, deps: Sequence[common_pb2.SubtaskResult]
+    ) -> tuple[Reservation, int]:
+        """The reservation of one worker call and its max_tokens, lowered to what is left if need be."""
+        if not self.capped:
+            return self.ledger.reserve(0.0), 0
+        dependency_bytes = text_tokens_bound(*(dep.output for dep in deps))
+        input_tokens = worker_input_bound(objective, subtask, dependency_bytes)
+        price = self.worker.price
+        tokens = affordable_tokens(price, input_tokens, self.ledger.available, self.worker_tokens)
+        if tokens < floor_tokens(self.worker.max_tokens):
+            raise BudgetExceeded(f"left out: the cost cap of ${self.ledger.cap:.6f} cannot cover it any more")
+        return self.ledger.reserve(worst_case_usd(price, input_tokens, tokens)), tokens
+
+    def reserve_synthesis(self) -> Reservation:
+        """Everything left goes to the synthesis; the synthesizer fits its call into it."""
+        if self._synthesis_hold is not None:
+            self._synthesis_hold.release()
+        return self.ledger.reserve(self.ledger.available if self.capped else 0.0)
+
+    def settle(self, reservation: Reservation, usage: common_pb2.Usage | None) -> None:
+        """Settles to the usage the model API reported, priced here; no usage keeps the whole reservation."""
+        if usage is None or not self.capped:
+            reservation.settle(None)
+            return
+        tokens = TokenUsage(
+            model=usage.model,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_creation_input_tokens=usage.cache_creation_input_tokens,
+            cache_read_input_tokens=usage.cache_read_input_tokens,
+        )
+        reservation.settle(cost_usd(tokens, self.prices))
+
+
+def _price(model: str, prices: PriceTable, cap: float) -> ModelPrice:
+    if cap <= 0:
+        return ModelPrice(0.0, 0.0)  # unused: an uncapped run prices nothing here
+    return price_of(model, prices)

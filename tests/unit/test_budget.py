@@ -1,0 +1,102 @@
+"""The cost cap's arithmetic: input bounds, the ledger's invariant, fitting a call and a plan to what is left."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentmesh.budget import (
+    OUTPUT_TOKENS_FLOOR,
+    BudgetExceeded,
+    Ledger,
+    Unpriced,
+    fit_call,
+    input_tokens_bound,
+    worst_case_usd,
+)
+from agentmesh.llm.pricing import ModelPrice
+from agentmesh.llm.provider import Message, Prompt, Tool
+from agentmesh.v1 import common_pb2
+from orchestrator_svc.spend import Agent, RunBudget, fit_plan, minimum_run_usd
+
+PRICES = {"big": ModelPrice(3.0, 15.0), "small": ModelPrice(1.0, 5.0)}
+WORKER = Agent("small", PRICES["small"], 1000)
+SYNTHESIZER = Agent("small", PRICES["small"], 1000)
+
+
+def _prompt(text: str, max_tokens: int = 1000, model: str = "small") -> Prompt:
+    return Prompt(model=model, system="be brief", messages=[Message(role="user", content=text)], max_tokens=max_tokens)
+
+
+def _subtasks(count: int) -> list[common_pb2.Subtask]:
+    return [common_pb2.Subtask(id=f"t{i}", title=f"part {i}", instruction=f"do part {i}") for i in range(count)]
+
+
+def test_the_input_bound_counts_bytes_so_no_text_has_more_tokens() -> None:
+    ascii_prompt, cjk_prompt = _prompt("a" * 400), _prompt("語" * 400)
+    assert input_tokens_bound(ascii_prompt) >= 400 + len("be brief")
+    assert input_tokens_bound(cjk_prompt) >= 1200  # three UTF-8 bytes each: a token per byte at most
+    tool = Tool(name="plan", description="submit", input_schema={"type": "object"})
+    assert input_tokens_bound(ascii_prompt, tool) > input_tokens_bound(ascii_prompt) + 346
+
+
+def test_the_ledger_never_lets_spent_plus_reserved_pass_the_cap() -> None:
+    ledger = Ledger(cap=1.0)
+    first = ledger.reserve(0.6)
+    with pytest.raises(BudgetExceeded, match=r"only \$0.400000"):
+        ledger.reserve(0.5)
+    first.settle(0.1)  # it cost less than its worst case: the rest is free again
+    second = ledger.reserve(0.9)
+    assert ledger.spent + ledger.reserved == pytest.approx(1.0)
+    second.settle(None)  # unknown cost: the whole reservation counts as spent
+    assert (ledger.spent, ledger.reserved) == (pytest.approx(1.0), 0.0)
+    second.settle(0.0)  # settling twice changes nothing
+    assert ledger.spent == pytest.approx(1.0)
+
+
+def test_no_cap_reserves_anything() -> None:
+    ledger = Ledger(cap=0.0)
+    ledger.reserve(1e9).settle(5.0)
+    assert ledger.available == float("inf")
+
+
+def test_a_call_is_fitted_to_its_allotment_or_refused() -> None:
+    prompt = _prompt("x" * 1000)
+    full = worst_case_usd(PRICES["small"], input_tokens_bound(prompt), 1000)
+    assert fit_call(prompt, PRICES, full).max_tokens == 1000
+    lowered = fit_call(prompt, PRICES, full * 0.6)
+    assert OUTPUT_TOKENS_FLOOR <= lowered.max_tokens < 1000
+    assert worst_case_usd(PRICES["small"], input_tokens_bound(lowered), lowered.max_tokens) <= full * 0.6
+    with pytest.raises(BudgetExceeded, match="does not cover"):
+        fit_call(prompt, PRICES, worst_case_usd(PRICES["small"], input_tokens_bound(prompt), 10))
+    with pytest.raises(Unpriced, match="has no price"):
+        fit_call(_prompt("x", model="mystery"), PRICES, 1.0)
+
+
+def test_a_plan_keeps_all_subtasks_with_lower_max_tokens_while_it_can() -> None:
+    subtasks = _subtasks(4)
+    roomy = fit_plan(1.0, "objective", subtasks, WORKER, SYNTHESIZER)
+    assert (roomy.worker_tokens, roomy.left_out) == (1000, [])
+    tight = fit_plan(0.03, "objective", subtasks, WORKER, SYNTHESIZER)
+    assert OUTPUT_TOKENS_FLOOR <= tight.worker_tokens < 1000
+    assert tight.left_out == []
+
+
+def test_a_plan_leaves_subtasks_out_from_its_end_with_their_dependents() -> None:
+    subtasks = _subtasks(3)
+    subtasks.insert(1, common_pb2.Subtask(id="needs-last", instruction="x", depends_on=["t2"]))
+    one = minimum_run_usd("objective", subtasks, WORKER, SYNTHESIZER)
+    fit = fit_plan(one * 1.01, "objective", subtasks, WORKER, SYNTHESIZER)
+    assert fit.left_out == ["needs-last", "t1", "t2"]
+    with pytest.raises(BudgetExceeded, match="one subtask with the synthesis needs"):
+        fit_plan(one * 0.5, "objective", subtasks, WORKER, SYNTHESIZER)
+
+
+def test_a_capped_run_needs_priced_models_and_room_to_plan() -> None:
+    with pytest.raises(Unpriced, match="'mystery' has no price"):
+        RunBudget.create(1.0, PRICES, worker=("mystery", 100), synthesizer=("small", 100))
+    RunBudget.create(0.0, PRICES, worker=("mystery", 100), synthesizer=("small", 100))  # no cap: nothing to price
+    budget = RunBudget.create(0.01, PRICES, worker=("small", 1000), synthesizer=("small", 1000))
+    tool = Tool(name="plan", description="submit", input_schema={"type": "object"})
+    with pytest.raises(BudgetExceeded, match=r"planning alone may cost up to \$0.0"):
+        budget.reserve_planning(_prompt("question", max_tokens=2000, model="big"), tool, "question")
+    assert budget.ledger.reserved == 0  # refused before anything was held
