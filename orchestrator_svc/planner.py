@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agentmesh.errors import InvalidInput
 from agentmesh.llm.provider import Message, Prompt, Role, Tool
-from agentmesh.rpc.errors import InvalidInput
 from agentmesh.v1 import common_pb2
 
 SYSTEM = (

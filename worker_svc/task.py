@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from agentmesh.errors import InvalidInput
 from agentmesh.llm.provider import Message, Prompt
-from agentmesh.rpc.errors import InvalidInput
 from agentmesh.v1 import worker_pb2
 
 SYSTEM = (

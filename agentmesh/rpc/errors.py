@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from agentmesh.budget import BudgetExceeded
+from agentmesh.errors import InvalidInput
 from agentmesh.llm.provider import (
     AuthenticationFailed,
     BadRequest,
@@ -13,10 +14,6 @@ from agentmesh.llm.provider import (
     RateLimited,
     Unavailable,
 )
-
-
-class InvalidInput(Exception):
-    """The caller sent a request the service cannot act on; the message says what to fix."""
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:

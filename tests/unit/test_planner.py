@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agentmesh.rpc.errors import InvalidInput
+from agentmesh.errors import InvalidInput
 from agentmesh.v1 import common_pb2
 from orchestrator_svc.planner import (
     PlanError,

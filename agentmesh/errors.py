@@ -1,0 +1,7 @@
+"""Domain errors of the pure middle (planner, task, prompt): no grpc here, the server boundary maps them."""
+
+from __future__ import annotations
+
+
+class InvalidInput(Exception):
+    """The caller sent a request the service cannot act on; the message says what to fix."""
