@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, ClassVar, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agentmesh.llm.pricing import PriceTable, load_prices
+from agentmesh.llm import registry
+from agentmesh.llm.pricing import OFFLINE_MODEL, PriceTable, load_prices
 from agentmesh.rpc.options import DEFAULT_MAX_CONNECTION_AGE_S, server_options
 from agentmesh.rpc.policy import ServerPolicy
 from agentmesh.rpc.tls import TlsFiles
 
-ProviderName = Literal["anthropic", "offline"]
+# Checked against the registry, so a new provider needs no change here.
+ProviderName = Annotated[str, AfterValidator(registry.check_name)]
 
 # DESIGN.md named claude-sonnet-4-5-20250929, which the SDK's own table marks end-of-life on 2026-11-30.
 DEFAULT_ORCHESTRATOR_MODEL = "claude-sonnet-4-6"
 DEFAULT_WORKER_MODEL = "claude-haiku-4-5-20251001"
+SETTINGS_CONFIG = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
 
 class GrpcTlsSettings(BaseSettings):
@@ -27,7 +30,7 @@ class GrpcTlsSettings(BaseSettings):
     The TLS files alone, so a health-check CLI can load them without a service's other settings.
     """
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    model_config = SETTINGS_CONFIG
 
     grpc_tls_cert_file: Path | None = Field(default=None, description="PEM certificate this process presents")
     grpc_tls_key_file: Path | None = Field(default=None, description="its PEM private key")
@@ -66,23 +69,26 @@ class GrpcTlsSettings(BaseSettings):
 
 
 class CommonSettings(GrpcTlsSettings):
-    """What every process of the mesh reads."""
+    """What every process of the mesh reads, the gateway included: TLS, logging, tracing, shutdown."""
 
-    llm_provider: ProviderName | None = Field(
-        default=None, description="anthropic if ANTHROPIC_API_KEY is set, else offline"
-    )
-    anthropic_api_key: SecretStr | None = None
-    anthropic_base_url: str | None = None
-    offline_latency_ms: int = Field(default=0, ge=0, le=600_000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "standard"] = "json"
-    model_pricing_file: Path | None = Field(default=None, description="JSON or TOML prices overriding the defaults")
     otel_service_name: str | None = None
     otel_exporter_otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP base URL; unset: no export")
     otel_sdk_disabled: bool = False
     shutdown_grace_period: float = Field(
         default=125.0, ge=0, description="seconds open calls may take to finish after SIGTERM (fits a whole run)"
     )
+
+
+class ModelSettings(CommonSettings):
+    """What a process calling a model reads: which backend, its prices, and the retry and breaker policy."""
+
+    llm_provider: ProviderName | None = Field(
+        default=None,
+        description="default: the first provider of the registry whose credentials are set (README: LLM_PROVIDER)",
+    )
+    model_pricing_file: Path | None = Field(default=None, description="JSON or TOML prices overriding the defaults")
     retry_max_attempts: int = Field(default=3, ge=1, le=10)
     retry_exponential_multiplier: float = Field(default=0.5, gt=0, description="seconds")
     retry_exponential_max: float = Field(default=8.0, gt=0, description="seconds")
@@ -99,23 +105,14 @@ class CommonSettings(GrpcTlsSettings):
     def prices(self) -> PriceTable:
         return load_prices(self.model_pricing_file)
 
-    @model_validator(mode="after")
-    def _pick_provider(self) -> CommonSettings:
-        if self.llm_provider is None:
-            self.llm_provider = "anthropic" if self.anthropic_api_key else "offline"
-        if self.llm_provider == "anthropic" and not self.anthropic_api_key:
-            raise ValueError("LLM_PROVIDER=anthropic needs ANTHROPIC_API_KEY")
-        return self
 
-    @property
-    def provider(self) -> ProviderName:
-        assert self.llm_provider is not None  # set by the validator
-        return self.llm_provider
+class GrpcServiceSettings(ModelSettings):
+    """One agent's service; it bounds its own work (what a direct caller could otherwise get around).
 
+    Subclasses set ``agent`` and declare ``<agent>_provider`` and ``<agent>_model``.
+    """
 
-class GrpcServiceSettings(CommonSettings):
-    """What a direct caller could otherwise get around: each service bounds its own work."""
-
+    agent: ClassVar[str]
     grpc_listen: str
     metrics_port: int = Field(ge=0, le=65535, description="Prometheus endpoint; 0 turns it off")
     grpc_max_connection_age: float = Field(
@@ -148,6 +145,36 @@ class GrpcServiceSettings(CommonSettings):
             default_deadline_s=self.grpc_default_deadline,
             reflection=self.grpc_reflection,
         )
+
+    @model_validator(mode="after")
+    def _provider_has_credentials(self) -> GrpcServiceSettings:
+        variable, name = self.provider_choice()
+        if missing := registry.missing_credentials(name, registry.environment()):
+            raise ValueError(f"{variable}={name} needs {missing} (in the environment or .env)")
+        return self
+
+    def provider_choice(self) -> tuple[str, str]:
+        """The agent's provider and the variable that chose it (``<AGENT>_PROVIDER``, ``LLM_PROVIDER``, or none)."""
+        own: str | None = getattr(self, f"{self.agent}_provider")
+        if own:
+            return f"{self.agent.upper()}_PROVIDER", own
+        if self.llm_provider:
+            return "LLM_PROVIDER", self.llm_provider
+        return "the default provider", registry.default_provider(registry.environment())
+
+    @property
+    def provider(self) -> str:
+        return self.provider_choice()[1]
+
+    @property
+    def model(self) -> str:
+        return str(getattr(self, f"{self.agent}_model"))
+
+    def describe(self) -> str:
+        """Which provider and model answer for this agent, and which variable chose the provider."""
+        variable, name = self.provider_choice()
+        model = OFFLINE_MODEL if name == "offline" else self.model  # the demo model ignores the model setting
+        return f"{self.agent}: provider {name} (chosen by {variable}), model {model}"
 
 
 S = TypeVar("S", bound=BaseSettings)

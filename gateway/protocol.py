@@ -88,7 +88,6 @@ class ModelCard(BaseModel):
     object: str = "model"
     created: int
     owned_by: str
-    description: str | None = None
 
 
 class ModelList(BaseModel):

@@ -25,6 +25,8 @@ RATE_LIMIT_STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+unix")
 
 
 class GatewaySettings(CommonSettings):
+    """The HTTP edge: no model settings, the agents behind the orchestrator own those."""
+
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     orchestrator_target: str = "localhost:50051"

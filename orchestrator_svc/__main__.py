@@ -8,7 +8,7 @@ from orchestrator_svc.settings import OrchestratorSettings
 
 
 def main() -> None:
-    run_service("orchestrator", OrchestratorSettings, start_orchestrator)
+    run_service(OrchestratorSettings, start_orchestrator)
 
 
 if __name__ == "__main__":

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from agentmesh.settings import DEFAULT_ORCHESTRATOR_MODEL, DEFAULT_WORKER_MODEL, GrpcServiceSettings
+from agentmesh.settings import DEFAULT_ORCHESTRATOR_MODEL, DEFAULT_WORKER_MODEL, GrpcServiceSettings, ProviderName
 
 
 class OrchestratorSettings(GrpcServiceSettings):
+    agent: ClassVar[str] = "orchestrator"
     grpc_listen: str = "127.0.0.1:50051"
     metrics_port: int = Field(default=9101, ge=0, le=65535)
     # Its input is the chat conversation: the gateway's MAX_TOTAL_CHARS, for callers that skip the gateway.
     max_input_chars: int = Field(default=400_000, ge=1)
     worker_target: str = "localhost:50052"
     synthesizer_target: str = "localhost:50053"
+    orchestrator_provider: ProviderName | None = Field(default=None, description="overrides LLM_PROVIDER")
     orchestrator_model: str = DEFAULT_ORCHESTRATOR_MODEL
     orchestrator_max_tokens: int = Field(default=2048, ge=1, le=64_000)
     # The worker's and synthesizer's models and output caps, read from the same variables as theirs: a run's cost

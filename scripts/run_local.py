@@ -36,6 +36,9 @@ from generate_jwt import TokenConfigError, mint_from_env
 from pydantic import Field
 
 from agentmesh.settings import CommonSettings, load_settings
+from orchestrator_svc.settings import OrchestratorSettings
+from synthesizer_svc.settings import SynthesizerSettings
+from worker_svc.settings import WorkerSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = REPO_ROOT / ".run"
@@ -377,12 +380,12 @@ def report_exit(mesh: Mesh, child: Child, when: str) -> None:
     )
 
 
-def describe_provider(settings: LocalMeshSettings) -> str:
-    if settings.provider == "anthropic":
-        base_url = settings.anthropic_base_url or "the default Anthropic API"
-        return f"anthropic (ANTHROPIC_API_KEY is set; calls go to {base_url} and cost money)"
-    latency = f", {settings.offline_latency_ms} ms simulated latency" if settings.offline_latency_ms else ""
-    return f"offline (no ANTHROPIC_API_KEY: deterministic simulated answers, no API calls, no cost{latency})"
+def describe_providers() -> str:
+    """One line per agent (provider, model); loading each service's settings here stops a missing key before
+    any child starts."""
+    return "\n".join(
+        load_settings(cls).describe() for cls in (OrchestratorSettings, WorkerSettings, SynthesizerSettings)
+    )
 
 
 def banner(base: str, token: str, model: str, provider: str) -> str:
@@ -391,7 +394,7 @@ def banner(base: str, token: str, model: str, provider: str) -> str:
         '"messages": [{"role": "user", "content": "Compare SQLite and PostgreSQL for a small web app"}]}'
     )
     return f"""
-agentmesh is ready: {base}   provider: {provider}
+agentmesh is ready: {base}\n{provider}
 
 token (sub=local-dev, valid {TOKEN_TTL_S // 3600}h; mint another with `.venv/bin/python scripts/generate_jwt.py`):
 {token}
@@ -423,8 +426,8 @@ def run(settings: LocalMeshSettings, ready_timeout_s: float, echo: bool) -> int:
     if problems:
         print("cannot start the mesh:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
-    provider = describe_provider(settings)
-    print(f"starting {len(specs)} processes; provider: {provider}\n{describe_processes(specs)}", flush=True)
+    provider = describe_providers()
+    print(f"starting {len(specs)} processes\n{provider}\n{describe_processes(specs)}", flush=True)
     signals = Signals()
     signals.install()
     mesh = Mesh(specs, echo)

@@ -8,7 +8,7 @@ from synthesizer_svc.settings import SynthesizerSettings
 
 
 def main() -> None:
-    run_service("synthesizer", SynthesizerSettings, start_synthesizer)
+    run_service(SynthesizerSettings, start_synthesizer)
 
 
 if __name__ == "__main__":

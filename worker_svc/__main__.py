@@ -8,7 +8,7 @@ from worker_svc.settings import WorkerSettings
 
 
 def main() -> None:
-    run_service("worker", WorkerSettings, start_worker)
+    run_service(WorkerSettings, start_worker)
 
 
 if __name__ == "__main__":

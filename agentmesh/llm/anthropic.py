@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
@@ -20,6 +18,8 @@ from anthropic.types import (
     UserMessageParam,
 )
 from anthropic.types import Message as ApiMessage
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
 
 from agentmesh.llm.provider import (
     AuthenticationFailed,
@@ -38,8 +38,8 @@ from agentmesh.llm.provider import (
     ToolCall,
     Unavailable,
 )
-from agentmesh.llm.retry import RetryPolicy
-from agentmesh.request_context import REQUEST_ID_HEADER, current_request_id
+from agentmesh.llm.upstream import origin, redact, request_headers, retry_after_s
+from agentmesh.settings import SETTINGS_CONFIG, load_settings
 
 # Per read/write (a stream silent for this long is cut); the per-phase deadlines usually cancel a call first.
 DEFAULT_TIMEOUT_S = 60.0
@@ -61,6 +61,19 @@ _STATUS_OF_ERROR_TYPE = {
 _KEY_LIKE = re.compile(r"sk-ant-[A-Za-z0-9_-]+")
 
 
+class AnthropicSettings(BaseSettings):
+    model_config = SETTINGS_CONFIG
+
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+
+
+def create() -> AnthropicProvider:
+    settings = load_settings(AnthropicSettings)
+    key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
+    return AnthropicProvider(api_key=key, base_url=settings.anthropic_base_url)
+
+
 class AnthropicProvider:
     name = "anthropic"
 
@@ -69,28 +82,25 @@ class AnthropicProvider:
         *,
         api_key: str | None = None,
         base_url: str | None = None,
-        retry: RetryPolicy | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         """``api_key``/``base_url`` of None let the SDK read ``ANTHROPIC_API_KEY``/``ANTHROPIC_BASE_URL``."""
-        # max_retries=0: our RetryPolicy is the only retry loop (stacked loops multiply calls).
+        # max_retries=0: the RetryingProvider wrapper is the only retry loop (stacked loops multiply calls).
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key,
             base_url=base_url,
             max_retries=0,
             timeout=anthropic.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
         )
-        self._retry = retry or RetryPolicy()
-        url = self._client.base_url
-        self._where = f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")  # no userinfo
+        self._where = origin(self._client.base_url)
 
     async def complete(self, prompt: Prompt) -> Completion:
-        message = await self._retry.call(lambda: self._create(prompt))
+        message = await self._create(prompt)
         text = "".join(block.text for block in message.content if block.type == "text")
         return Completion(text=text, usage=_usage(message.model, message.usage))
 
     async def call_tool(self, prompt: Prompt, tool: Tool) -> ToolCall:
-        message = await self._retry.call(lambda: self._create(prompt, tool))
+        message = await self._create(prompt, tool)
         for block in message.content:
             if block.type == "tool_use" and block.name == tool.name:
                 return ToolCall(input=block.input, usage=_usage(message.model, message.usage))
@@ -101,23 +111,23 @@ class AnthropicProvider:
         )
 
     async def stream(self, prompt: Prompt) -> AsyncIterator[StreamItem]:
-        """Retries only until the first item arrives: a partly streamed answer is never replayed."""
-
-        async def first_item() -> tuple[AsyncGenerator[StreamItem, None], StreamItem]:
-            items = self._stream_once(prompt)
-            try:
-                return items, await anext(items)
-            except BaseException:
-                await items.aclose()
-                raise
-
-        items, first = await self._retry.call(first_item)
         try:
-            yield first
-            async for item in items:
-                yield item
-        finally:
-            await items.aclose()  # closes the HTTP response when the consumer stops early
+            async with self._client.messages.stream(
+                model=prompt.model,
+                max_tokens=prompt.max_tokens,
+                messages=_messages(prompt),
+                system=prompt.system or anthropic.omit,
+                extra_headers=request_headers(),
+            ) as stream:
+                async for text in stream.text_stream:
+                    if text:
+                        yield TextDelta(text)
+                final = await stream.get_final_message()
+        except anthropic.APIError as exc:
+            raise map_error(exc, self._where, self._client.api_key) from None
+        except httpx2.TransportError as exc:  # reading the stream happens outside the SDK's own error wrapping
+            raise map_stream_transport_error(exc, self._where) from exc
+        yield StreamDone(_usage(final.model, final.usage))
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -136,29 +146,10 @@ class AnthropicProvider:
                 system=prompt.system or anthropic.omit,
                 tools=tools,
                 tool_choice=tool_choice,
-                extra_headers=_request_headers(),
+                extra_headers=request_headers(),
             )
         except anthropic.APIError as exc:
             raise map_error(exc, self._where, self._client.api_key) from None
-
-    async def _stream_once(self, prompt: Prompt) -> AsyncGenerator[StreamItem, None]:
-        try:
-            async with self._client.messages.stream(
-                model=prompt.model,
-                max_tokens=prompt.max_tokens,
-                messages=_messages(prompt),
-                system=prompt.system or anthropic.omit,
-                extra_headers=_request_headers(),
-            ) as stream:
-                async for text in stream.text_stream:
-                    if text:
-                        yield TextDelta(text)
-                final = await stream.get_final_message()
-        except anthropic.APIError as exc:
-            raise map_error(exc, self._where, self._client.api_key) from None
-        except httpx2.TransportError as exc:  # reading the stream happens outside the SDK's own error wrapping
-            raise map_stream_transport_error(exc, self._where) from exc
-        yield StreamDone(_usage(final.model, final.usage))
 
 
 def map_error(exc: anthropic.APIError, where: str, api_key: str | None = None) -> ProviderError:
@@ -175,12 +166,14 @@ def map_error(exc: anthropic.APIError, where: str, api_key: str | None = None) -
             retryable=True,
         )
     if not isinstance(exc, anthropic.APIStatusError):
-        return InvalidResponse(f"the Anthropic API answered in an unexpected shape: {_redact(exc.message, api_key)}")
+        return InvalidResponse(
+            f"the Anthropic API answered in an unexpected shape: {redact(exc.message, api_key, _KEY_LIKE)}"
+        )
     error_type = exc.type or "error"
     status = exc.status_code if exc.status_code >= 400 else _STATUS_OF_ERROR_TYPE.get(error_type, 500)
-    said = f"({status} {error_type}: {_redact(exc.api_message or 'no message', api_key)})"
+    said = f"({status} {error_type}: {redact(exc.api_message or 'no message', api_key, _KEY_LIKE)})"
     details: dict[str, Any] = {"status": status, "type": error_type, "upstream_request_id": exc.request_id}
-    retry_after = _retry_after_s(exc.response.headers)
+    retry_after = retry_after_s(exc.response.headers)
     if status == 429:
         return RateLimited(f"Anthropic API rate limit reached {said}", True, retry_after, details)
     if status == 529 or error_type == "overloaded_error":
@@ -201,32 +194,6 @@ def map_stream_transport_error(exc: httpx2.TransportError, where: str) -> Unavai
     return Unavailable(f"the connection to the Anthropic API at {where} broke mid-stream", retryable=True)
 
 
-def _redact(upstream_text: str, api_key: str | None) -> str:
-    """Upstream text is quoted in our messages; make sure no key ever rides along."""
-    text = upstream_text.replace(api_key, "[redacted]") if api_key else upstream_text
-    return _KEY_LIKE.sub("[redacted]", text)
-
-
-def _retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """Seconds from ``retry-after-ms``, or ``retry-after`` as seconds or an HTTP date."""
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
-
-
 def _messages(prompt: Prompt) -> list[MessageParam]:
     return [_message(m) for m in prompt.messages]
 
@@ -235,11 +202,6 @@ def _message(message: Message) -> MessageParam:
     if message.role == "user":
         return UserMessageParam(role="user", content=message.content)
     return AssistantMessageParam(role="assistant", content=message.content)
-
-
-def _request_headers() -> dict[str, str] | None:
-    request_id = current_request_id()
-    return {REQUEST_ID_HEADER: request_id} if request_id else None
 
 
 def _usage(model: str, usage: Usage) -> TokenUsage:

@@ -20,7 +20,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from agentmesh import deadline
 from agentmesh.llm.provider import (
@@ -33,6 +32,7 @@ from agentmesh.llm.provider import (
     Tool,
     ToolCall,
     Unavailable,
+    aclose_stream,
 )
 
 logger = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ class BreakerProvider:
             _record(breaker, exc)
             raise
         finally:
-            await _aclose(items)
+            await aclose_stream(items)
         breaker.record_success()
 
     async def aclose(self) -> None:
@@ -223,9 +223,3 @@ def _record(breaker: CircuitBreaker, exc: BaseException) -> None:
         breaker.record_failure()  # cancelled by the deadline: the model was too slow
     else:
         breaker.record_abandoned()  # the caller went away, or a bug of ours: not the model's fault
-
-
-async def _aclose(items: Any) -> None:
-    aclose = getattr(items, "aclose", None)
-    if aclose is not None:
-        await aclose()

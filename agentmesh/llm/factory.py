@@ -1,22 +1,24 @@
-"""Builds the one provider a process uses, from its settings."""
+"""Builds an agent's provider: the registry's backend inside the wrappers every provider gets."""
 
 from __future__ import annotations
 
-from agentmesh.llm.offline import OfflineProvider
+from agentmesh.llm import registry
+from agentmesh.llm.breaker import BreakerProvider, BreakerRegistry
+from agentmesh.llm.metered import MeteredProvider
 from agentmesh.llm.provider import LLMProvider
-from agentmesh.settings import CommonSettings
+from agentmesh.llm.retry import RetryPolicy
+from agentmesh.llm.retrying import RetryingProvider
+from agentmesh.settings import GrpcServiceSettings
 
 
-def create_provider(settings: CommonSettings) -> LLMProvider:
-    if settings.provider == "offline":
-        return OfflineProvider(latency_ms=settings.offline_latency_ms)
-    from agentmesh.llm.anthropic import AnthropicProvider  # imported lazily: offline runs never load the SDK
-    from agentmesh.llm.retry import RetryPolicy
-
-    key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
+def create_provider(settings: GrpcServiceSettings, breakers: BreakerRegistry) -> LLMProvider:
+    """Metering outside the breaker outside the retries: a call's retries are one outcome, priced once."""
     retry = RetryPolicy(
         max_attempts=settings.retry_max_attempts,
         exponential_multiplier=settings.retry_exponential_multiplier,
         exponential_max=settings.retry_exponential_max,
     )
-    return AnthropicProvider(api_key=key, base_url=settings.anthropic_base_url, retry=retry)
+    backend = registry.load(settings.provider)()
+    prices = settings.prices
+    guarded = BreakerProvider(RetryingProvider(backend, retry), breakers)
+    return MeteredProvider(guarded, settings.agent, prices, known_models=prices)

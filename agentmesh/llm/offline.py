@@ -13,6 +13,9 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from pydantic import Field
+from pydantic_settings import BaseSettings
+
 from agentmesh.llm.pricing import OFFLINE_MODEL
 from agentmesh.llm.provider import (
     Completion,
@@ -25,6 +28,7 @@ from agentmesh.llm.provider import (
     Tool,
     ToolCall,
 )
+from agentmesh.settings import SETTINGS_CONFIG, load_settings
 
 LABEL = "[offline demo model]"
 MAX_ECHO_CHARS = 4000
@@ -75,6 +79,16 @@ def _echo(prompt: Prompt) -> str:
 def _max_items(schema: Mapping[str, Any]) -> int:
     subtasks = schema.get("properties", {}).get("subtasks", {})
     return int(subtasks.get("maxItems", 8))
+
+
+class OfflineSettings(BaseSettings):
+    model_config = SETTINGS_CONFIG
+
+    offline_latency_ms: int = Field(default=0, ge=0, le=600_000)
+
+
+def create() -> OfflineProvider:
+    return OfflineProvider(latency_ms=load_settings(OfflineSettings).offline_latency_ms)
 
 
 class OfflineProvider:

@@ -98,6 +98,13 @@ class LLMProvider(Protocol):
     async def aclose(self) -> None: ...
 
 
+async def aclose_stream(items: AsyncIterator[StreamItem]) -> None:
+    """Closes a provider's stream early (async generators hold the upstream response until closed)."""
+    aclose = getattr(items, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 @dataclass
 class ProviderError(Exception):
     """A model call failed; ``retryable`` says whether the same call may succeed later."""

@@ -14,9 +14,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
-from agentmesh.llm.breaker import BreakerProvider, BreakerRegistry
+from agentmesh.llm.breaker import BreakerRegistry
 from agentmesh.llm.factory import create_provider
-from agentmesh.llm.metered import MeteredProvider
 from agentmesh.llm.provider import LLMProvider
 from agentmesh.logging import configure_logging
 from agentmesh.metrics import export_breaker_state, listen_host, serve_metrics
@@ -133,29 +132,26 @@ async def serve_until_signalled(running: GrpcServer, grace: float) -> None:
 S = TypeVar("S", bound=GrpcServiceSettings)
 
 
-def run_service(name: str, settings_class: type[S], start: Callable[[S, LLMProvider], Awaitable[GrpcServer]]) -> None:
-    """The body of every ``python -m <service>``: logging, telemetry, one metered provider behind per-model
-    circuit breakers, serve until signalled."""
+def run_service(settings_class: type[S], start: Callable[[S, LLMProvider], Awaitable[GrpcServer]]) -> None:
+    """The body of every ``python -m <service>``: logging, telemetry, the agent's provider with its wrappers
+    (retries, per-model circuit breakers, metering), serve until signalled."""
     settings = load_settings(settings_class)
+    name = settings.agent
     configure_logging(name, settings.log_level, settings.log_format)
     configure_tracing(name, settings)
     serve_metrics(settings.metrics_port, host=listen_host(settings.grpc_listen))
 
+    logger.info(settings.describe(), extra={"agent": name, "provider": settings.provider, "model": settings.model})
+
     async def serve() -> None:
-        prices = settings.prices
         breakers = BreakerRegistry(settings.circuit_breaker_failure_threshold, settings.circuit_breaker_timeout)
-        guarded = BreakerProvider(create_provider(settings), breakers)
-        provider = MeteredProvider(guarded, name, prices, known_models=prices)
+        provider = create_provider(settings, breakers)
         running = await start(settings, provider)
         report_breakers(running.health, breakers)
         breakers.on_create.append(lambda breaker: export_breaker_state(breaker.name, breaker.state))
         breakers.listeners.append(lambda breaker, _old, new: export_breaker_state(breaker.name, new))
         running.on_close.append(provider.aclose)
-        logger.info(
-            "%s serving",
-            name,
-            extra={"port": running.port, "provider": provider.name, "services": running.service_names},
-        )
+        logger.info("%s serving", name, extra={"port": running.port, "services": running.service_names})
         await serve_until_signalled(running, settings.shutdown_grace_period)
         logger.info("%s stopped", name)
 

@@ -11,11 +11,8 @@ from gateway.protocol import ErrorResponse, ModelCard, ModelList
 router = APIRouter(tags=["openai"])
 
 
-@router.get("/v1/models", response_model_exclude_none=True, responses={401: {"model": ErrorResponse}})
+@router.get("/v1/models", responses={401: {"model": ErrorResponse}})
 async def list_models(_: CurrentPrincipal, state: State) -> ModelList:
-    settings = state.settings
-    card = ModelCard(id=settings.service_model_name, created=state.started_at, owned_by="agentmesh")
-    if settings.provider == "offline":
-        card.owned_by = "agentmesh-offline-demo"
-        card.description = "offline demo model: deterministic, no LLM calls"
+    # The agents' backends are theirs to choose (one may be offline, another Claude): the gateway does not know.
+    card = ModelCard(id=state.settings.service_model_name, created=state.started_at, owned_by="agentmesh")
     return ModelList(data=[card])

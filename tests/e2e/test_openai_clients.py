@@ -80,11 +80,11 @@ def test_raw_sse_has_progress_as_reasoning_content_and_ends_with_done(mesh: Proc
     assert all(c["usage"] is None for c in chunks)
 
 
-def test_models_lists_the_service_model_as_the_offline_demo(mesh: ProcessMesh, token: str) -> None:
+def test_models_lists_the_service_model(mesh: ProcessMesh, token: str) -> None:
     models = _client(mesh, token).models.list()
     (model,) = models.data
     assert model.id == "agentmesh"
-    assert "offline" in model.owned_by
+    assert model.owned_by == "agentmesh"
 
 
 def test_requests_without_a_token_are_refused(mesh: ProcessMesh) -> None:

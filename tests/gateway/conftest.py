@@ -173,7 +173,6 @@ def gateway_settings(target: str, **overrides: Any) -> GatewaySettings:
         "jwt_secret_key": SECRET,
         "orchestrator_target": target,
         "service_model_name": MODEL,
-        "llm_provider": "offline",
         "stream_progress": "reasoning",
         "log_format": "standard",
         "shutdown_grace_period": 1,

@@ -7,6 +7,7 @@ import pytest
 
 from agentmesh.rpc.server import GrpcServer
 from gateway.app import create_app
+from gateway.settings import GatewaySettings
 from tests.gateway.conftest import (
     MODEL,
     FakeOrchestrator,
@@ -59,18 +60,22 @@ async def test_models_lists_the_service_model(gateway: Gateway) -> None:
     (model,) = models
     assert model.id == MODEL
     assert model.object == "model"
-    assert model.owned_by == "agentmesh-offline-demo"
-    assert "offline demo model" in (model.model_extra or {})["description"]
+    assert model.owned_by == "agentmesh"
 
 
-async def test_models_with_a_real_provider(start_gateway: GatewayFactory) -> None:
-    gateway = await start_gateway(llm_provider="anthropic", anthropic_api_key="sk-ant-test", service_model_name="mesh")
+async def test_models_lists_exactly_the_openai_fields(start_gateway: GatewayFactory) -> None:
+    gateway = await start_gateway(service_model_name="mesh")
     async with gateway.http() as client:
         body = (await client.get("/v1/models")).json()
     assert body["object"] == "list"
     assert body["data"] == [
         {"id": "mesh", "object": "model", "created": body["data"][0]["created"], "owned_by": "agentmesh"}
     ]
+
+
+def test_the_gateway_reads_no_model_settings() -> None:
+    model_settings = {"llm_provider", "model_pricing_file", "retry_max_attempts", "circuit_breaker_timeout"}
+    assert not model_settings & GatewaySettings.model_fields.keys()
 
 
 async def test_health_is_always_ok(start_gateway: GatewayFactory) -> None:

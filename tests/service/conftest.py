@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from agentmesh.llm.anthropic import AnthropicProvider
+from agentmesh.llm.provider import LLMProvider
 from agentmesh.llm.retry import RetryPolicy
+from agentmesh.llm.retrying import RetryingProvider
 from tests.support.fake_anthropic import FakeAnthropic
 
 FAKE_API_KEY = "sk-ant-fake-test-key-0123456789"
@@ -22,8 +24,8 @@ def fake_anthropic() -> Iterator[FakeAnthropic]:
 
 
 @pytest.fixture
-async def anthropic_provider(fake_anthropic: FakeAnthropic) -> AsyncIterator[AnthropicProvider]:
-    provider = AnthropicProvider(api_key=FAKE_API_KEY, base_url=fake_anthropic.base_url, retry=FAST_RETRY)
+async def anthropic_provider(fake_anthropic: FakeAnthropic) -> AsyncIterator[LLMProvider]:
+    provider = RetryingProvider(AnthropicProvider(api_key=FAKE_API_KEY, base_url=fake_anthropic.base_url), FAST_RETRY)
     try:
         yield provider
     finally:

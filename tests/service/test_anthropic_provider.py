@@ -16,6 +16,7 @@ from agentmesh.llm.provider import (
     AuthenticationFailed,
     BadRequest,
     InvalidResponse,
+    LLMProvider,
     Message,
     Prompt,
     ProviderError,
@@ -27,7 +28,7 @@ from agentmesh.llm.provider import (
     Tool,
     Unavailable,
 )
-from agentmesh.llm.retry import RetryPolicy
+from agentmesh.llm.retrying import RetryingProvider
 from agentmesh.request_context import request_id_var
 from tests.service.conftest import FAKE_API_KEY, FAST_RETRY
 from tests.support.fake_anthropic import Behaviour, FakeAnthropic, spawn_fake_anthropic
@@ -82,7 +83,7 @@ def closed_port() -> Iterator[int]:
 
 
 async def test_complete_returns_text_and_the_usage_the_server_reported(
-    anthropic_provider: AnthropicProvider, fake_anthropic: FakeAnthropic
+    anthropic_provider: LLMProvider, fake_anthropic: FakeAnthropic
 ) -> None:
     completion = await anthropic_provider.complete(PROMPT)
 
@@ -100,7 +101,7 @@ async def test_complete_returns_text_and_the_usage_the_server_reported(
 
 
 async def test_an_empty_system_prompt_is_not_sent(
-    anthropic_provider: AnthropicProvider, fake_anthropic: FakeAnthropic
+    anthropic_provider: LLMProvider, fake_anthropic: FakeAnthropic
 ) -> None:
     await anthropic_provider.complete(Prompt(model=MODEL, system="", messages=PROMPT.messages, max_tokens=16))
 
@@ -108,7 +109,7 @@ async def test_an_empty_system_prompt_is_not_sent(
 
 
 async def test_cache_tokens_are_reported_and_null_counts_become_zero(
-    anthropic_provider: AnthropicProvider, fake_anthropic: FakeAnthropic
+    anthropic_provider: LLMProvider, fake_anthropic: FakeAnthropic
 ) -> None:
     fake_anthropic.script(Behaviour(cache_creation_input_tokens=7, cache_read_input_tokens=None))
 
@@ -119,7 +120,7 @@ async def test_cache_tokens_are_reported_and_null_counts_become_zero(
 
 
 async def test_stream_yields_deltas_in_order_then_one_done_with_the_usage(
-    anthropic_provider: AnthropicProvider, fake_anthropic: FakeAnthropic
+    anthropic_provider: LLMProvider, fake_anthropic: FakeAnthropic
 ) -> None:
     fake_anthropic.script(Behaviour(text="one two three four", cache_read_input_tokens=3))
 
@@ -133,7 +134,7 @@ async def test_stream_yields_deltas_in_order_then_one_done_with_the_usage(
 
 
 async def test_call_tool_forces_the_tool_and_returns_its_input(
-    anthropic_provider: AnthropicProvider, fake_anthropic: FakeAnthropic
+    anthropic_provider: LLMProvider, fake_anthropic: FakeAnthropic
 ) -> None:
     call = await anthropic_provider.call_tool(PROMPT, PLAN_TOOL)
 
@@ -152,7 +153,7 @@ async def test_call_tool_forces_the_tool_and_returns_its_input(
 
 
 async def test_call_tool_returns_a_scripted_tool_input(
-    anthropic_provider: AnthropicProvider, fake_anthropic: FakeAnthropic
+    anthropic_provider: LLMProvider, fake_anthropic: FakeAnthropic
 ) -> None:
     fake_anthropic.script(Behaviour(tool_input={"subtasks": [], "note": "ünïcode"}))
 
@@ -160,7 +161,7 @@ async def test_call_tool_returns_a_scripted_tool_input(
 
 
 async def test_call_tool_without_a_tool_call_is_an_invalid_response(
-    anthropic_provider: AnthropicProvider, fake_anthropic: FakeAnthropic
+    anthropic_provider: LLMProvider, fake_anthropic: FakeAnthropic
 ) -> None:
     fake_anthropic.script(Behaviour(refuse_tool=True, text="I will not plan this."))
 
@@ -175,7 +176,7 @@ async def test_call_tool_without_a_tool_call_is_an_invalid_response(
 
 
 async def test_the_request_id_travels_upstream_when_set(
-    anthropic_provider: AnthropicProvider, fake_anthropic: FakeAnthropic
+    anthropic_provider: LLMProvider, fake_anthropic: FakeAnthropic
 ) -> None:
     await anthropic_provider.complete(PROMPT)
     token = request_id_var.set("req-abc.123")
@@ -195,7 +196,7 @@ async def test_the_request_id_travels_upstream_when_set(
 
 
 async def test_429_is_retried_after_the_retry_after_it_carries(
-    anthropic_provider: AnthropicProvider, fake_anthropic: FakeAnthropic
+    anthropic_provider: LLMProvider, fake_anthropic: FakeAnthropic
 ) -> None:
     fake_anthropic.script(Behaviour(status=429, retry_after=1))
 
@@ -208,7 +209,7 @@ async def test_429_is_retried_after_the_retry_after_it_carries(
 
 
 async def test_529_then_success_gives_one_answer_from_two_upstream_requests(
-    anthropic_provider: AnthropicProvider, fake_anthropic: FakeAnthropic, caplog: pytest.LogCaptureFixture
+    anthropic_provider: LLMProvider, fake_anthropic: FakeAnthropic, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake_anthropic.script(Behaviour(status=529))
 
@@ -233,7 +234,7 @@ async def test_529_then_success_gives_one_answer_from_two_upstream_requests(
     ],
 )
 async def test_retries_exhausted_raise_the_mapped_error(
-    anthropic_provider: AnthropicProvider,
+    anthropic_provider: LLMProvider,
     fake_anthropic: FakeAnthropic,
     status: int,
     error_type: str,
@@ -251,7 +252,7 @@ async def test_retries_exhausted_raise_the_mapped_error(
 
 @pytest.mark.parametrize(("status", "expected"), [(400, BadRequest), (404, BadRequest), (413, BadRequest)])
 async def test_client_errors_are_not_retried(
-    anthropic_provider: AnthropicProvider,
+    anthropic_provider: LLMProvider,
     fake_anthropic: FakeAnthropic,
     status: int,
     expected: type[ProviderError],
@@ -269,7 +270,7 @@ async def test_a_wrong_key_is_an_authentication_failure_that_never_shows_the_key
     fake_anthropic: FakeAnthropic,
 ) -> None:
     wrong_key = "sk-ant-wrong-key-abcdef"
-    provider = AnthropicProvider(api_key=wrong_key, base_url=fake_anthropic.base_url, retry=FAST_RETRY)
+    provider = RetryingProvider(AnthropicProvider(api_key=wrong_key, base_url=fake_anthropic.base_url), FAST_RETRY)
     try:
         with pytest.raises(AuthenticationFailed, match="ANTHROPIC_API_KEY") as caught:
             await provider.complete(PROMPT)
@@ -282,7 +283,7 @@ async def test_a_wrong_key_is_an_authentication_failure_that_never_shows_the_key
 
 @pytest.mark.parametrize("status", [401, 403])
 async def test_an_upstream_message_quoting_the_key_is_redacted(
-    anthropic_provider: AnthropicProvider, fake_anthropic: FakeAnthropic, status: int
+    anthropic_provider: LLMProvider, fake_anthropic: FakeAnthropic, status: int
 ) -> None:
     fake_anthropic.script(Behaviour(status=status, error_message=f"key {FAKE_API_KEY} is not allowed here"))
 
@@ -295,9 +296,7 @@ async def test_an_upstream_message_quoting_the_key_is_redacted(
 
 
 async def test_the_sdk_does_not_retry_on_its_own(fake_anthropic: FakeAnthropic) -> None:
-    provider = AnthropicProvider(
-        api_key=FAKE_API_KEY, base_url=fake_anthropic.base_url, retry=RetryPolicy(max_attempts=1)
-    )
+    provider = AnthropicProvider(api_key=FAKE_API_KEY, base_url=fake_anthropic.base_url)  # no retry wrapper
     fake_anthropic.script(Behaviour(status=529), Behaviour(status=500))
     try:
         with pytest.raises(RateLimited):
@@ -311,7 +310,9 @@ async def test_the_sdk_does_not_retry_on_its_own(fake_anthropic: FakeAnthropic) 
 
 
 async def test_connection_refused_is_unavailable(closed_port: int) -> None:
-    provider = AnthropicProvider(api_key=FAKE_API_KEY, base_url=f"http://127.0.0.1:{closed_port}", retry=FAST_RETRY)
+    provider = RetryingProvider(
+        AnthropicProvider(api_key=FAKE_API_KEY, base_url=f"http://127.0.0.1:{closed_port}"), FAST_RETRY
+    )
     try:
         with pytest.raises(Unavailable, match=r"ConnectError.*ANTHROPIC_BASE_URL") as caught:
             await provider.complete(PROMPT)
@@ -322,9 +323,7 @@ async def test_connection_refused_is_unavailable(closed_port: int) -> None:
 
 
 async def test_a_timeout_is_unavailable_and_the_upstream_request_is_abandoned(fake_anthropic: FakeAnthropic) -> None:
-    provider = AnthropicProvider(
-        api_key=FAKE_API_KEY, base_url=fake_anthropic.base_url, retry=RetryPolicy(max_attempts=1), timeout_s=1.0
-    )
+    provider = AnthropicProvider(api_key=FAKE_API_KEY, base_url=fake_anthropic.base_url, timeout_s=1.0)
     fake_anthropic.script(Behaviour(latency_s=30))
     try:
         with pytest.raises(Unavailable, match="in time"):
@@ -340,7 +339,7 @@ async def test_a_timeout_is_unavailable_and_the_upstream_request_is_abandoned(fa
 
 
 async def test_an_error_event_mid_stream_is_mapped_and_the_answer_not_replayed(
-    anthropic_provider: AnthropicProvider, fake_anthropic: FakeAnthropic
+    anthropic_provider: LLMProvider, fake_anthropic: FakeAnthropic
 ) -> None:
     fake_anthropic.script(Behaviour(text="a b c d", stream_error_type="overloaded_error", stream_error_after=2))
     received: list[StreamItem] = []
@@ -359,7 +358,7 @@ async def test_an_error_event_mid_stream_is_mapped_and_the_answer_not_replayed(
     [("invalid_request_error", BadRequest), ("authentication_error", AuthenticationFailed), ("api_error", Unavailable)],
 )
 async def test_error_events_mid_stream_map_like_statuses(
-    anthropic_provider: AnthropicProvider,
+    anthropic_provider: LLMProvider,
     fake_anthropic: FakeAnthropic,
     error_type: str,
     expected: type[ProviderError],
@@ -382,8 +381,8 @@ async def test_error_events_mid_stream_map_like_statuses(
 async def test_a_stream_cut_after_deltas_is_unavailable_and_not_replayed(
     fake_anthropic: FakeAnthropic, behaviour: Behaviour, reason: str
 ) -> None:
-    provider = AnthropicProvider(
-        api_key=FAKE_API_KEY, base_url=fake_anthropic.base_url, retry=FAST_RETRY, timeout_s=1.0
+    provider = RetryingProvider(
+        AnthropicProvider(api_key=FAKE_API_KEY, base_url=fake_anthropic.base_url, timeout_s=1.0), FAST_RETRY
     )
     fake_anthropic.script(behaviour)
     received: list[StreamItem] = []
@@ -399,7 +398,7 @@ async def test_a_stream_cut_after_deltas_is_unavailable_and_not_replayed(
 
 
 async def test_a_stream_failing_before_its_first_delta_is_retried(
-    anthropic_provider: AnthropicProvider, fake_anthropic: FakeAnthropic
+    anthropic_provider: LLMProvider, fake_anthropic: FakeAnthropic
 ) -> None:
     fake_anthropic.script(
         Behaviour(status=529),
@@ -415,7 +414,7 @@ async def test_a_stream_failing_before_its_first_delta_is_retried(
 
 
 async def test_stopping_a_stream_early_closes_the_upstream_request(
-    anthropic_provider: AnthropicProvider, fake_anthropic: FakeAnthropic
+    anthropic_provider: LLMProvider, fake_anthropic: FakeAnthropic
 ) -> None:
     fake_anthropic.script(Behaviour(text="first then a long pause", delta_delay_s=30))
     stream = anthropic_provider.stream(PROMPT)
@@ -452,7 +451,7 @@ async def test_the_fake_validates_requests_like_the_real_api(fake_anthropic: Fak
 async def test_the_fake_runs_as_a_process_scripted_over_http() -> None:
     with spawn_fake_anthropic(api_key=FAKE_API_KEY) as fake:
         fake.script({"status": 529, "times": 2})
-        provider = AnthropicProvider(api_key=FAKE_API_KEY, base_url=fake.base_url, retry=FAST_RETRY)
+        provider = RetryingProvider(AnthropicProvider(api_key=FAKE_API_KEY, base_url=fake.base_url), FAST_RETRY)
         try:
             completion = await provider.complete(PROMPT)
         finally:

@@ -28,6 +28,7 @@ from agentmesh.llm.provider import (
     Unavailable,
 )
 from agentmesh.llm.retry import RetryPolicy
+from agentmesh.llm.retrying import RetryingProvider
 from agentmesh.rpc.breaker_health import health_name, report_breakers
 from agentmesh.rpc.channel import create_channel, service_config
 from agentmesh.rpc.server import GrpcServer
@@ -226,7 +227,7 @@ async def test_planning_gives_up_at_once_when_retry_after_would_outlast_the_plan
     with FakeAnthropic(api_key=FAKE_API_KEY) as fake:
         fake.script(Behaviour(status=429, retry_after=30))
         retry = RetryPolicy(max_attempts=3, exponential_multiplier=0.01, exponential_max=0.05)
-        provider = AnthropicProvider(api_key=FAKE_API_KEY, base_url=fake.base_url, retry=retry)
+        provider = RetryingProvider(AnthropicProvider(api_key=FAKE_API_KEY, base_url=fake.base_url), retry)
         try:
             async with inprocess_mesh(provider, planning_timeout=5) as mesh:
                 started = time.monotonic()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agentmesh.llm.pricing import DEFAULT_PRICES, ModelPrice, PricingFileError, load_prices
-from agentmesh.settings import CommonSettings, load_settings
+from agentmesh.settings import ModelSettings, load_settings
 
 
 def test_json_and_toml_files_override_and_extend_the_defaults(tmp_path: Path) -> None:
@@ -42,5 +42,5 @@ def test_start_up_stops_on_a_bad_pricing_file(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MODEL_PRICING_FILE", str(tmp_path / "missing.json"))
     with pytest.raises(SystemExit):
-        load_settings(CommonSettings)
+        load_settings(ModelSettings)
     assert "MODEL_PRICING_FILE" in capsys.readouterr().err
