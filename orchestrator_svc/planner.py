@@ -157,8 +157,10 @@ def fallback_plan(objective: str, reason: str) -> Plan:
     )
 
 
-def plan_from_tool_input(raw: Mapping[str, Any], objective: str, max_subtasks: int) -> Plan:
+def plan_from_tool_input(raw: Mapping[str, Any], objective: str, max_subtasks: int, fallback_reason: str = "") -> Plan:
+    """The model's plan, or the one-subtask fallback when it is unusable; ``fallback_reason`` tells how the provider
+    had to get the input when it could not force the tool."""
     try:
-        return Plan(subtasks=validate_plan(raw, max_subtasks))
+        return Plan(subtasks=validate_plan(raw, max_subtasks), fallback_reason=fallback_reason)
     except PlanError as exc:
-        return fallback_plan(objective, f"unusable plan: {exc}")
+        return fallback_plan(objective, "; ".join(filter(None, [fallback_reason, f"unusable plan: {exc}"])))

@@ -175,8 +175,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             raise PhaseFailed(code, f"planning failed: {message}") from None
         finally:
             run_budget.settle(reservation, usage)
-        plan = plan_from_tool_input(call.input, objective, settings.max_subtasks)
-        if plan.fallback_reason:
+        plan = plan_from_tool_input(call.input, objective, settings.max_subtasks, call.fallback_reason)
+        if plan.fallback_reason != call.fallback_reason:  # the provider logs its own fallbacks, once
             logger.warning("plan rejected, falling back", extra={"reason": plan.fallback_reason})
         logger.info("planned", extra={"subtasks": len(plan.subtasks)})
         return plan, usage

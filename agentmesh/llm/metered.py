@@ -122,7 +122,7 @@ class MeteredProvider:
         except BaseException as exc:
             self._failed(span, prompt, exc, started)
             raise
-        return ToolCall(result.input, self._succeeded(span, prompt, result.usage, started))
+        return dataclasses.replace(result, usage=self._succeeded(span, prompt, result.usage, started))
 
     async def stream(self, prompt: Prompt) -> AsyncIterator[StreamItem]:
         # The span is never made current here: a generator's context would leak into its consumer.

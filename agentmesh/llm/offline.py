@@ -2,7 +2,8 @@
 
 It answers by echoing what it was asked (so the data flow through the mesh is visible), plans by
 splitting the request into its lines (a line starting with "then" depends on the line before it),
-and simulates model latency with ``OFFLINE_LATENCY_MS``.
+answers any other forced tool with an input its schema accepts, and simulates model latency with
+``OFFLINE_LATENCY_MS``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,35 @@ def offline_plan(text: str, max_items: int) -> dict[str, Any]:
         title = part if len(part) <= 60 else part[:57] + "..."
         subtasks.append({"id": f"t{index}", "title": title, "instruction": part, "depends_on": depends_on})
     return {"subtasks": subtasks}
+
+
+def example_of(schema: Mapping[str, Any], text: str) -> Any:
+    """A value the schema accepts, built from its common keywords (const, enum, type, properties, items,
+    length and range bounds, anyOf/oneOf); strings carry ``text``, cut to fit."""
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return example_of(schema[key][0], text)
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        return {name: example_of(sub, text) for name, sub in schema.get("properties", {}).items()}
+    if kind == "array":
+        count = min(max(1, int(schema.get("minItems", 0))), int(schema.get("maxItems", 1)))
+        return [example_of(schema.get("items", {}), text) for _ in range(count)]
+    if kind in ("integer", "number"):
+        low = schema["exclusiveMinimum"] + 1 if "exclusiveMinimum" in schema else schema.get("minimum", 0)
+        return int(low) if kind == "integer" else float(low)
+    if kind == "boolean":
+        return False
+    if kind == "null":
+        return None
+    value = text[: int(schema.get("maxLength", MAX_ECHO_CHARS))]
+    return value.ljust(int(schema.get("minLength", 0)), ".")
 
 
 def _tokens(chars: int) -> int:
@@ -122,11 +152,16 @@ class OfflineProvider:
         yield StreamDone(self._usage(prompt, text))
 
     async def call_tool(self, prompt: Prompt, tool: Tool) -> ToolCall:
+        """The plan tool gets a plan from the request's lines; any other tool a minimal input its schema accepts."""
         await asyncio.sleep(self._latency_s)
-        if tool.name != "plan":
-            raise InvalidResponse(f"the offline demo model can only call the 'plan' tool, not {tool.name!r}")
-        plan = offline_plan(_last_user_text(prompt), _max_items(tool.input_schema))
-        return ToolCall(input=plan, usage=self._usage(prompt, str(plan)))
+        asked = _last_user_text(prompt)
+        if tool.name == "plan":
+            answer: Any = offline_plan(asked, _max_items(tool.input_schema))
+        else:
+            answer = example_of(tool.input_schema, asked)
+        if not isinstance(answer, dict):
+            raise InvalidResponse(f"the offline demo model cannot call {tool.name!r}: its input schema is no object")
+        return ToolCall(input=answer, usage=self._usage(prompt, str(answer)))
 
     async def aclose(self) -> None:
         return None

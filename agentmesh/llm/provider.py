@@ -59,10 +59,15 @@ class Tool:
 
 @dataclass(frozen=True)
 class ToolCall:
-    """The arguments the model gave the forced tool, unvalidated."""
+    """The arguments the model gave the forced tool, unvalidated.
+
+    ``fallback_reason`` is set when the API could not force the tool and the provider got the input another way
+    (e.g. a JSON-schema response format): the caller shows it, since such input is less reliable.
+    """
 
     input: Mapping[str, Any]
     usage: TokenUsage
+    fallback_reason: str = ""
 
 
 @dataclass(frozen=True)

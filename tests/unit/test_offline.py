@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import jsonschema
+import pytest
+
 from agentmesh.llm.offline import LABEL, OfflineProvider, offline_plan, split_request
 from agentmesh.llm.pricing import OFFLINE_MODEL
-from agentmesh.llm.provider import Message, Prompt, StreamDone, TextDelta
+from agentmesh.llm.provider import Message, Prompt, StreamDone, TextDelta, Tool
 from orchestrator_svc.planner import plan_tool, validate_plan
 
 
@@ -51,3 +56,30 @@ async def test_stream_is_the_same_text_in_pieces_then_usage() -> None:
 async def test_plan_tool_call_uses_the_schema_cap() -> None:
     call = await OfflineProvider().call_tool(_prompt("a\nb\nc"), plan_tool(2))
     assert [s["id"] for s in call.input["subtasks"]] == ["t1", "t2"]
+
+
+TOOL_SCHEMAS = [
+    {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "minLength": 3, "maxLength": 10},
+            "days": {"type": "integer", "minimum": 1, "maximum": 14},
+            "units": {"enum": ["metric", "imperial"]},
+            "tags": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 4},
+            "detail": {"type": ["null", "boolean"]},
+            "score": {"type": "number", "exclusiveMinimum": 0},
+            "kind": {"const": "forecast"},
+            "where": {"anyOf": [{"type": "object", "properties": {"lat": {"type": "number"}}}, {"type": "null"}]},
+        },
+        "required": ["city", "days", "units", "tags", "detail", "score", "kind", "where"],
+    },
+    {"type": "object", "properties": {}},
+]
+
+
+@pytest.mark.parametrize("schema", TOOL_SCHEMAS)
+async def test_any_forced_tool_gets_an_input_its_schema_accepts(schema: dict[str, Any]) -> None:
+    tool = Tool(name="lookup", description="look something up", input_schema=schema)
+    call = await OfflineProvider().call_tool(_prompt("Lisbon weather"), tool)
+    jsonschema.validate(call.input, schema)
+    assert call.usage.model == OFFLINE_MODEL

@@ -60,6 +60,15 @@ def test_unusable_plan_falls_back_to_one_subtask_doing_the_whole_request() -> No
     assert "depends on itself" in plan.fallback_reason
 
 
+def test_a_plan_the_provider_got_without_a_tool_call_runs_and_says_how_it_was_got() -> None:
+    how = "the server refused tools: planned with a JSON-schema response format"
+    plan = plan_from_tool_input({"subtasks": [_task("a"), _task("b")]}, "request", max_subtasks=8, fallback_reason=how)
+    assert [s.id for s in plan.subtasks] == ["a", "b"]
+    assert plan.fallback_reason == how
+    broken = plan_from_tool_input({"subtasks": []}, "request", max_subtasks=8, fallback_reason=how)
+    assert broken.fallback_reason.startswith(f"{how}; unusable plan")
+
+
 def test_missing_title_defaults_to_the_instruction() -> None:
     (subtask,) = validate_plan({"subtasks": [{"id": "a", "instruction": "compare A and B", "depends_on": []}]}, 8)
     assert subtask.title == "compare A and B"
