@@ -44,3 +44,15 @@ def test_start_up_stops_on_a_bad_pricing_file(
     with pytest.raises(SystemExit):
         load_settings(ModelSettings)
     assert "MODEL_PRICING_FILE" in capsys.readouterr().err
+
+
+def test_a_cached_input_price_overrides_the_cache_read_multiplier(tmp_path: Path) -> None:
+    path = tmp_path / "prices.toml"
+    path.write_text(
+        '["local-llama"]\ninput_per_mtok = 0\noutput_per_mtok = 0\n["my-gpt"]\n'
+        "input_per_mtok = 2\noutput_per_mtok = 8\ncached_input_per_mtok = 0.5\n"
+    )
+    table = load_prices(path)
+    assert table["my-gpt"] == ModelPrice(2.0, 8.0, 0.5)
+    assert table["my-gpt"].cache_read_per_mtok == 0.5
+    assert table["local-llama"].cache_read_per_mtok == 0.0

@@ -19,6 +19,8 @@ def _priced(model: str, **tokens: int) -> TokenUsage:
 def test_dated_model_ids_find_their_family_price() -> None:
     assert price_for("claude-haiku-4-5-20251001") == price_for("claude-haiku-4-5")
     assert price_for("claude-haiku-4-5") is not None
+    assert price_for("gpt-4o-mini-2024-07-18") == price_for("gpt-4o-mini")
+    assert price_for("gpt-4o-mini") is not None
 
 
 def test_cache_tokens_are_priced_by_class() -> None:
@@ -31,6 +33,15 @@ def test_cache_tokens_are_priced_by_class() -> None:
     )
     # $3 input + $15 output + 1.25 x $3 cache write + 0.1 x $3 cache read
     assert cost_usd(usage) == pytest.approx(3 + 15 + 3.75 + 0.3)
+
+
+def test_openai_cached_input_has_its_own_price() -> None:
+    # OpenAI's prompt_tokens include the cached ones; the provider reports them apart, as Anthropic does.
+    usage = TokenUsage(
+        model="gpt-4.1", input_tokens=1_000_000, output_tokens=1_000_000, cache_read_input_tokens=1_000_000
+    )
+    # $2 input + $8 output + $0.50 cached input
+    assert cost_usd(usage) == pytest.approx(2 + 8 + 0.5)
 
 
 def test_an_unknown_model_is_unpriced_not_free() -> None:
