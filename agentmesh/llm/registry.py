@@ -28,6 +28,7 @@ class ProviderEntry:
 
 PROVIDERS: Mapping[str, ProviderEntry] = {
     "anthropic": ProviderEntry("agentmesh.llm.anthropic", ("ANTHROPIC_API_KEY",)),
+    "openai": ProviderEntry("agentmesh.llm.openai", ("OPENAI_API_KEY", "OPENAI_BASE_URL")),
     "offline": ProviderEntry("agentmesh.llm.offline"),
 }
 

@@ -40,6 +40,23 @@ def test_a_key_in_dotenv_counts_like_one_in_the_environment(tmp_path: Path) -> N
     assert WorkerSettings().provider == "anthropic"
 
 
+@pytest.mark.parametrize("variable", ["OPENAI_API_KEY", "OPENAI_BASE_URL"])
+def test_an_openai_key_or_base_url_makes_openai_the_default(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    monkeypatch.setenv(variable, "http://127.0.0.1:11434/v1")
+    assert WorkerSettings().provider == "openai"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    assert WorkerSettings().provider == "anthropic"  # Anthropic comes first when both are configured
+
+
+def test_openai_without_credentials_names_both_ways_to_configure_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LLM_PROVIDER", "openai")
+    with pytest.raises(SystemExit):
+        load_settings(SynthesizerSettings)
+    assert "LLM_PROVIDER=openai needs OPENAI_API_KEY or OPENAI_BASE_URL" in capsys.readouterr().err
+
+
 def test_an_agent_setting_overrides_llm_provider(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     monkeypatch.setenv("LLM_PROVIDER", "anthropic")
