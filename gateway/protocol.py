@@ -138,12 +138,14 @@ class CompletionUsage(BaseModel):
 class AssistantMessage(BaseModel):
     role: str = "assistant"
     content: str
+    refusal: None = Field(default=None, description="always null: required by OpenAI's schema, never refused here")
     reasoning_content: str | None = Field(default=None, description="the run's progress (STREAM_PROGRESS=reasoning)")
 
 
 class Choice(BaseModel):
     index: int
     message: AssistantMessage
+    logprobs: None = Field(default=None, description="always null: required by OpenAI's schema, not computed")
     finish_reason: str
 
 
