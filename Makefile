@@ -12,10 +12,11 @@ PROTO_OUT := agentmesh/v1
 PROTOS := $(wildcard $(PROTO_DIR)/agentmesh/v1/*.proto)
 PYTEST_ARGS ?=
 
-.PHONY: help setup env proto lint typecheck test run bench bench-all clean distclean
+.PHONY: help setup env proto lint typecheck check test run bench bench-all clean distclean
 
 help:
 	@echo "make run        start the whole mesh locally (creates .venv and .env as needed)"
+	@echo "make check      the fast loop (under a minute): lint + typecheck + unit and service tests"
 	@echo "make test       lint + typecheck + the whole pytest suite (PYTEST_ARGS='-k x' to narrow)"
 	@echo "make setup      create .venv and install agentmesh with its dev extras"
 	@echo "make env        generate JWT_SECRET_KEY into .env if it has none (never overwrites)"
@@ -52,6 +53,10 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy scripts console_client.py
+
+# Unit tests are pure, service tests start in-process servers; gateway and e2e tests are for `make test`.
+check: lint typecheck
+	$(VPY) -m pytest tests/unit tests/service $(PYTEST_ARGS)
 
 test: lint typecheck
 	$(VPY) -m pytest $(PYTEST_ARGS)
