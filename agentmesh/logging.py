@@ -69,5 +69,5 @@ def configure_logging(service: str, level: str = "INFO", fmt: LogFormat = "json"
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # The HTTP clients log every request line at INFO; keep them quiet unless debugging.
-    for noisy in ("httpx", "httpx2", "httpcore", "anthropic"):
+    for noisy in ("httpx", "httpx2", "httpcore", "anthropic", "openai"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

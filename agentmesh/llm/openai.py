@@ -8,6 +8,7 @@ orchestrator then plans one subtask). Each refusal is remembered per model and l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -181,14 +182,12 @@ class OpenAIProvider:
             "json_schema": {"name": tool.name, "description": tool.description, "schema": dict(tool.input_schema)},
         }
         system = f"{prompt.system}\n\nAnswer with only the JSON object for {tool.name}: {tool.description}".strip()
-        completion = await self._create(
-            Prompt(prompt.model, system, prompt.messages, prompt.max_tokens), response_format=response_format
-        )
+        completion = await self._create(dataclasses.replace(prompt, system=system), response_format=response_format)
         content = _message(completion).content or ""
         return ToolCall(
             input=_json_object(content, f"{completion.model}'s JSON answer"),
             usage=_usage(completion.model, completion.usage),
-            fallback_reason="the model server refused tools; planned through a JSON-schema response_format",
+            fallback_reason="the model server refused tools; the input came from a JSON-schema response_format",
         )
 
     def _no_stream_usage(self, model: str) -> None:

@@ -149,6 +149,20 @@ async def test_stream_yields_deltas_then_one_done_with_the_usage_chunk(provider:
     assert items[-1].usage.cache_read_input_tokens == 64
 
 
+async def test_a_stream_without_usage_counts_zero_tokens_and_says_so_once(
+    provider: LLMProvider, fake: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.set_default(Behaviour(text="hello", no_stream_usage=True))  # a server ignoring include_usage
+
+    with caplog.at_level(logging.WARNING, logger="agentmesh.llm.openai"):
+        first = await collect(provider.stream(PROMPT))
+        second = await collect(provider.stream(PROMPT))
+
+    assert first == second == [TextDelta("hello"), StreamDone(TokenUsage(model=MODEL))]
+    [warning] = [r for r in caplog.records if r.name == "agentmesh.llm.openai"]
+    assert "sent no usage" in warning.getMessage()
+
+
 async def test_call_tool_forces_the_function_and_returns_its_arguments(provider: LLMProvider, fake: FakeOpenAI) -> None:
     call = await provider.call_tool(PROMPT, PLAN_TOOL)
 

@@ -58,7 +58,8 @@ class Behaviour:
     connection after that many streamed deltas (uvicorn logs the abort as an application error). Cache token
     counts of None are sent as null. ``echo`` answers with the whole last user message (plain text only).
     ``refuse_tools`` / ``refuse_response_format`` make a server that rejects requests using tools / a JSON-schema
-    response format with a 400, as some OpenAI-compatible servers do (OpenAI fake only). A scripted behaviour
+    response format with a 400, as some OpenAI-compatible servers do, and ``no_stream_usage`` one that ignores
+    ``stream_options.include_usage`` (OpenAI fake only). A scripted behaviour
     with ``match_text`` (a regular expression searched in the last user message) or ``match_model`` is used only
     by the first request that matches; requests that do not match pass it by.
     """
@@ -80,6 +81,7 @@ class Behaviour:
     refuse_tool: bool = False
     refuse_tools: bool = False
     refuse_response_format: bool = False
+    no_stream_usage: bool = False
     stream_drop_after: int | None = None
     echo: bool = False
     match_text: str | None = None

@@ -128,7 +128,7 @@ class FakeOpenAI(FakeAPI):
             self.record_usage(record, answer.usage)
             await send_json(send, 200, _completion_json(answer, answer_id), _HEADERS)
             return
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and not behaviour.no_stream_usage
         chunks = _stream_chunks(answer, behaviour, answer_id, include_usage)
         await _send_stream(send, chunks, behaviour, lambda: self.record_usage(record, answer.usage))
 
