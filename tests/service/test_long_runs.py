@@ -14,7 +14,9 @@ import pytest
 
 from agentmesh.llm.anthropic import AnthropicProvider
 from agentmesh.llm.offline import OfflineProvider
+from agentmesh.llm.provider import LLMProvider
 from agentmesh.llm.retry import RetryPolicy
+from agentmesh.llm.retrying import RetryingProvider
 from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc, worker_pb2, worker_pb2_grpc
 from tests.service.conftest import FAKE_API_KEY, FAST_RETRY
 from tests.support.fake_anthropic import Behaviour, FakeAnthropic, RecordedRequest, agent_of
@@ -40,8 +42,8 @@ async def _events(mesh: Mesh, text: str, deadline_s: float = 60) -> list[orchest
 
 
 @pytest.fixture
-async def provider(fake_anthropic: FakeAnthropic) -> AsyncIterator[AnthropicProvider]:
-    provider = AnthropicProvider(api_key=FAKE_API_KEY, base_url=fake_anthropic.base_url, retry=FAST_RETRY)
+async def provider(fake_anthropic: FakeAnthropic) -> AsyncIterator[LLMProvider]:
+    provider = RetryingProvider(AnthropicProvider(api_key=FAKE_API_KEY, base_url=fake_anthropic.base_url), FAST_RETRY)
     try:
         yield provider
     finally:
@@ -53,7 +55,7 @@ async def provider(fake_anthropic: FakeAnthropic) -> AsyncIterator[AnthropicProv
 
 @pytest.mark.parametrize(("grace_s", "survives"), [(0.0, True), (1.0, False)])
 async def test_a_stream_outlives_the_connection_age_unless_a_grace_cuts_it(
-    fake_anthropic: FakeAnthropic, provider: AnthropicProvider, grace_s: float, survives: bool
+    fake_anthropic: FakeAnthropic, provider: LLMProvider, grace_s: float, survives: bool
 ) -> None:
     """Connections age out after 1 s; the synthesis streams for 5 s. With the default grace (none) it finishes;
     a grace shorter than the call (the old hard-coded setting, scaled down) cuts it."""
@@ -70,13 +72,15 @@ async def test_a_stream_outlives_the_connection_age_unless_a_grace_cuts_it(
             assert cut.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-async def test_a_replica_added_later_gets_calls_once_connections_age_out(provider: AnthropicProvider) -> None:
+async def test_a_replica_added_later_gets_calls_once_connections_age_out(provider: LLMProvider) -> None:
     """A second worker joins on the same address (SO_REUSEPORT, as a new pod joins a DNS name): connections that
     age out are re-made, and some land on it. Without a connection age the first connection would keep them all."""
     settings = WorkerSettings(grpc_max_connection_age=0.5)
     with FakeAnthropic(api_key=FAKE_API_KEY) as second_api:
         async with inprocess_mesh(provider, every_service={"grpc_max_connection_age": 0.5}) as mesh:
-            second_provider = AnthropicProvider(api_key=FAKE_API_KEY, base_url=second_api.base_url, retry=FAST_RETRY)
+            second_provider = RetryingProvider(
+                AnthropicProvider(api_key=FAKE_API_KEY, base_url=second_api.base_url), FAST_RETRY
+            )
             second = await start_worker(settings, second_provider, f"127.0.0.1:{mesh.worker.port}")
             try:
                 await wait_serving(mesh.address(second))
@@ -97,7 +101,7 @@ async def test_a_cancelled_run_stops_a_worker_in_its_retry_backoff_before_it_cal
 ) -> None:
     """The worker's model call got a 529 with retry-after 3 s; the caller cancels during that wait."""
     patient = RetryPolicy(max_attempts=3, exponential_multiplier=0.01, exponential_max=0.05)
-    provider = AnthropicProvider(api_key=FAKE_API_KEY, base_url=fake_anthropic.base_url, retry=patient)
+    provider = RetryingProvider(AnthropicProvider(api_key=FAKE_API_KEY, base_url=fake_anthropic.base_url), patient)
     fake_anthropic.script(Behaviour(status=529, retry_after=3, match_text=WORKER_CALL))
     try:
         async with inprocess_mesh(provider) as mesh, grpc.aio.insecure_channel(mesh.address(mesh.orchestrator)) as ch:
@@ -117,7 +121,7 @@ async def test_a_cancelled_run_stops_a_worker_in_its_retry_backoff_before_it_cal
 
 
 async def test_a_cancelled_stream_cancels_the_synthesis_upstream_within_a_second(
-    fake_anthropic: FakeAnthropic, provider: AnthropicProvider
+    fake_anthropic: FakeAnthropic, provider: LLMProvider
 ) -> None:
     fake_anthropic.set_default(Behaviour(stream_hold_s=60))
     async with inprocess_mesh(provider) as mesh, grpc.aio.insecure_channel(mesh.address(mesh.orchestrator)) as ch:
@@ -132,7 +136,7 @@ async def test_a_cancelled_stream_cancels_the_synthesis_upstream_within_a_second
 
 
 async def test_a_server_shutting_down_ends_its_runs_cleanly_and_cancels_them_upstream(
-    fake_anthropic: FakeAnthropic, provider: AnthropicProvider
+    fake_anthropic: FakeAnthropic, provider: LLMProvider
 ) -> None:
     fake_anthropic.set_default(Behaviour(stream_hold_s=60))
     async with inprocess_mesh(provider) as mesh, grpc.aio.insecure_channel(mesh.address(mesh.orchestrator)) as ch:
@@ -166,7 +170,7 @@ def _finished(events: list[orchestrator_pb2.RunEvent]) -> dict[str, orchestrator
     ],
 )
 async def test_a_straggler_is_cancelled_upstream_and_the_others_make_the_answer(
-    fake_anthropic: FakeAnthropic, provider: AnthropicProvider, settings: dict[str, Any], deadline_s: float
+    fake_anthropic: FakeAnthropic, provider: LLMProvider, settings: dict[str, Any], deadline_s: float
 ) -> None:
     fake_anthropic.script(Behaviour(latency_s=120, match_text="^Subtask t2:"))
     async with inprocess_mesh(provider, **settings) as mesh:
@@ -183,7 +187,7 @@ async def test_a_straggler_is_cancelled_upstream_and_the_others_make_the_answer(
 
 
 async def test_on_coordination_timeout_fail_keeps_the_timeout_an_error(
-    fake_anthropic: FakeAnthropic, provider: AnthropicProvider
+    fake_anthropic: FakeAnthropic, provider: LLMProvider
 ) -> None:
     fake_anthropic.script(Behaviour(latency_s=120, match_text="^Subtask t2:"))
     async with inprocess_mesh(provider, worker_coordination_timeout=2, on_coordination_timeout="fail") as mesh:

@@ -48,7 +48,15 @@ from tests.support.fake_api import (
     words,
 )
 
-__all__ = ["ANSWER_PREFIX", "Behaviour", "FakeAnthropic", "FakeAnthropicProcess", "agent_of", "spawn_fake_anthropic"]
+__all__ = [
+    "ANSWER_PREFIX",
+    "Behaviour",
+    "FakeAnthropic",
+    "FakeAnthropicProcess",
+    "RecordedRequest",
+    "agent_of",
+    "spawn_fake_anthropic",
+]
 
 FakeAnthropicProcess = FakeAPIProcess
 ERROR_TYPE_OF_STATUS = {

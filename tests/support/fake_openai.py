@@ -306,11 +306,13 @@ async def _send_stream(
     send: Send, chunks: Iterator[tuple[str, dict[str, Any]]], behaviour: Behaviour, record_usage: Callable[[], None]
 ) -> None:
     await start_response(send, 200, "text/event-stream; charset=utf-8", {**_HEADERS, "cache-control": "no-cache"})
+    events = list(chunks)
+    delay = behaviour.delta_delay_s + behaviour.stream_hold_s / max(1, sum(kind == "delta" for kind, _ in events))
     deltas_sent = 0
     record_usage()  # the usage is decided; a client reading the usage chunk finds it recorded
-    for kind, data in chunks:
+    for kind, data in events:
         if deltas_sent > 1 and kind in ("delta", "finish", "error"):
-            await asyncio.sleep(behaviour.delta_delay_s)  # the role and the first piece go out at once
+            await asyncio.sleep(delay)  # the role and the first piece go out at once
         if deltas_sent - 1 == behaviour.stream_drop_after:
             raise ConnectionAbortedError("fake OpenAI: dropping the connection mid-stream, as scripted")
         deltas_sent += kind == "delta"
