@@ -25,7 +25,7 @@ WORKER_MODEL = "gpt-4.1-mini"
 LOCAL_MODEL = "llama3.1:8b"
 # USD per million tokens (input, cached input, output), written out so the test checks the pricing table.
 PRICES = {ORCHESTRATOR_MODEL: (2.0, 0.5, 8.0), WORKER_MODEL: (0.4, 0.1, 1.6), "claude-sonnet-4-6": (3.0, 0.3, 15.0)}
-WORKER_LATENCY_S = 1.0
+WORKER_LATENCY_S = 2.0
 FAST_RETRIES = {"RETRY_MAX_ATTEMPTS": "3", "RETRY_EXPONENTIAL_MULTIPLIER": "0.01", "RETRY_EXPONENTIAL_MAX": "0.05"}
 
 
@@ -105,7 +105,7 @@ def test_the_whole_mesh_runs_on_an_openai_compatible_server(openai_mesh: Process
     assert plan["body"]["model"] == ORCHESTRATOR_MODEL
     assert plan["body"]["tool_choice"] == {"type": "function", "function": {"name": "plan"}}
     first, second = sorted((r for r in upstream if fake_openai.agent_of(r) == "worker"), key=lambda r: r["received_s"])
-    assert second["received_s"] - first["received_s"] < WORKER_LATENCY_S / 2
+    assert second["received_s"] - first["received_s"] < WORKER_LATENCY_S  # asked before the first answered
     (synthesis,) = [r for r in upstream if fake_openai.agent_of(r) == "synthesizer"]
     assert synthesis["body"]["stream_options"] == {"include_usage": True}
 
