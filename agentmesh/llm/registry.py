@@ -35,8 +35,10 @@ PROVIDERS: Mapping[str, ProviderEntry] = {
 
 def environment(env_file: Path | None = Path(".env")) -> dict[str, str]:
     """The variables as settings see them: ``.env`` overridden by the real environment, names upper-cased."""
-    values = {k.upper(): v for k, v in dotenv_values(env_file).items() if v} if env_file and env_file.is_file() else {}
-    values.update({k.upper(): v for k, v in os.environ.items() if v})
+    values: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        values.update((k.upper(), v) for k, v in dotenv_values(env_file).items() if v)
+    values.update((k.upper(), v) for k, v in os.environ.items() if v)
     return values
 
 

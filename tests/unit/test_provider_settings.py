@@ -35,9 +35,12 @@ def test_an_anthropic_key_makes_anthropic_the_default(monkeypatch: pytest.Monkey
     assert WorkerSettings().provider == "anthropic"
 
 
-def test_a_key_in_dotenv_counts_like_one_in_the_environment(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("ANTHROPIC_API_KEY=sk-ant-from-dotenv\n")
-    assert WorkerSettings().provider == "anthropic"
+def test_a_key_in_dotenv_counts_like_one_in_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("ANTHROPIC_API_KEY=sk-ant-from-dotenv\nLLM_PROVIDER=offline\n")
+    assert registry.environment()["ANTHROPIC_API_KEY"] == "sk-ant-from-dotenv"
+    assert WorkerSettings().provider == "offline"
+    monkeypatch.setenv("LLM_PROVIDER", "anthropic")  # the real environment wins over .env
+    assert WorkerSettings().provider_choice() == ("LLM_PROVIDER", "anthropic")
 
 
 @pytest.mark.parametrize("variable", ["OPENAI_API_KEY", "OPENAI_BASE_URL"])
