@@ -21,4 +21,5 @@ def create_provider(settings: GrpcServiceSettings, breakers: BreakerRegistry) ->
     backend = registry.load(settings.provider)()
     prices = settings.prices
     guarded = BreakerProvider(RetryingProvider(backend, retry), breakers)
-    return MeteredProvider(guarded, settings.agent, prices, known_models=prices)
+    # The configured model keeps its own metric label even unpriced (a local model): one per agent, bounded.
+    return MeteredProvider(guarded, settings.agent, prices, known_models=[*prices, settings.model])
