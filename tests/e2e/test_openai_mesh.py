@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,9 +99,9 @@ def test_the_whole_mesh_runs_on_an_openai_compatible_server(openai_mesh: Process
     assert answer.startswith("fake answer: ")
     upstream = oai.requests()
     assert sorted(fake_openai.agent_of(r) for r in upstream) == ["orchestrator", "synthesizer", "worker", "worker"]
-    for request in upstream:
-        assert request["headers"]["x-request-id"] == "openai-e2e-1"
-        assert request["headers"]["authorization"] == f"Bearer {OPENAI_KEY}"
+    (request_id,) = {request["headers"]["x-request-id"] for request in upstream}
+    assert re.fullmatch(r"openai-e2e-1-[0-9a-f]{12}", request_id), request_id  # the client's id, made unique
+    assert {request["headers"]["authorization"] for request in upstream} == {f"Bearer {OPENAI_KEY}"}
     (plan,) = [r for r in upstream if fake_openai.agent_of(r) == "orchestrator"]
     assert plan["body"]["model"] == ORCHESTRATOR_MODEL
     assert plan["body"]["tool_choice"] == {"type": "function", "function": {"name": "plan"}}
