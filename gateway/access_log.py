@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-import time
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.observed_response import ObservedResponse
 
 logger = logging.getLogger("gateway.access")
 
@@ -24,17 +25,9 @@ class AccessLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.monotonic()
-        status = 500  # what the server answers if the app fails before starting a response
-
-        async def observe(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        observed = ObservedResponse(send)
         try:
-            await self.app(scope, receive, observe)
+            await self.app(scope, receive, observed.send)
         finally:
             client = scope.get("client")
             path = scope.get("raw_path") or scope["path"].encode()
@@ -42,8 +35,8 @@ class AccessLogMiddleware:
                 "client": f"{client[0]}:{client[1]}" if client else "-",
                 "method": scope["method"],
                 "path": path.decode("ascii", "backslashreplace"),
-                "status": status,
-                "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                "status": observed.status,
+                "duration_ms": round(observed.seconds * 1000, 1),
             }
             logger.info(
                 '%s - "%s %s HTTP/%s" %d',
@@ -51,6 +44,6 @@ class AccessLogMiddleware:
                 fields["method"],
                 fields["path"],
                 scope.get("http_version", "1.1"),
-                status,
+                observed.status,
                 extra=fields,
             )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Collection
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentmesh import metrics
+from gateway.observed_response import ObservedResponse
 
 # RFC 9110's methods: anything else a client sends is one `other` value, not a new time series per made-up method.
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
@@ -32,18 +32,10 @@ class HttpMetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.monotonic()
-        status = 500  # what the server answers if the app fails before starting a response
-
-        async def observe(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        observed = ObservedResponse(send)
         try:
-            await self.app(scope, receive, observe)
+            await self.app(scope, receive, observed.send)
         finally:
             route, method = self._route(scope), metrics.bounded(scope["method"], HTTP_METHODS)
-            metrics.http_requests.labels(route, method, str(status)).inc()
-            metrics.http_duration.labels(route, method).observe(time.monotonic() - started)
+            metrics.http_requests.labels(route, method, str(observed.status)).inc()
+            metrics.http_duration.labels(route, method).observe(observed.seconds)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -42,12 +41,17 @@ async def _events(mesh: Mesh, text: str, deadline_s: float = 60) -> list[orchest
 
 
 @pytest.fixture
-async def provider(fake_anthropic: FakeAnthropic) -> AsyncIterator[LLMProvider]:
-    provider = RetryingProvider(AnthropicProvider(api_key=FAKE_API_KEY, base_url=fake_anthropic.base_url), FAST_RETRY)
-    try:
-        yield provider
-    finally:
-        await provider.aclose()
+def provider(anthropic_provider: LLMProvider) -> LLMProvider:
+    return anthropic_provider
+
+
+async def _streaming_run(channel: grpc.aio.Channel) -> grpc.aio.UnaryStreamCall[Any, orchestrator_pb2.RunEvent]:
+    """A run whose synthesis has begun streaming."""
+    call = orchestrator_pb2_grpc.OrchestratorStub(channel).Run(_request("Describe Paris"), timeout=120)
+    async for event in call:
+        if event.HasField("text_delta"):
+            break
+    return call
 
 
 # -- connection age --
@@ -125,10 +129,7 @@ async def test_a_cancelled_stream_cancels_the_synthesis_upstream_within_a_second
 ) -> None:
     fake_anthropic.set_default(Behaviour(stream_hold_s=60))
     async with inprocess_mesh(provider) as mesh, grpc.aio.insecure_channel(mesh.address(mesh.orchestrator)) as ch:
-        call = orchestrator_pb2_grpc.OrchestratorStub(ch).Run(_request("Describe Paris"), timeout=120)
-        async for event in call:
-            if event.HasField("text_delta"):
-                break  # the synthesis is streaming, and will for a minute
+        call = await _streaming_run(ch)  # and it will stream for a minute
         call.cancel()
         await fake_anthropic.async_wait_until(lambda f: f.in_flight == 0, within_s=1.0)
     (synthesis,) = _agents(fake_anthropic, "synthesizer")
@@ -140,10 +141,7 @@ async def test_a_server_shutting_down_ends_its_runs_cleanly_and_cancels_them_ups
 ) -> None:
     fake_anthropic.set_default(Behaviour(stream_hold_s=60))
     async with inprocess_mesh(provider) as mesh, grpc.aio.insecure_channel(mesh.address(mesh.orchestrator)) as ch:
-        call = orchestrator_pb2_grpc.OrchestratorStub(ch).Run(_request("Describe Paris"), timeout=120)
-        async for event in call:
-            if event.HasField("text_delta"):
-                break
+        call = await _streaming_run(ch)
         await mesh.orchestrator.stop(grace=0.5)
         with pytest.raises(grpc.aio.AioRpcError) as ended:
             async for _ in call:
