@@ -15,7 +15,7 @@ DEFAULT_MAX_CONNECTION_AGE_S = 30.0
 # grpc.aio accepts calls one event-loop turn at a time. Past grpc core's default of 1000 calls waiting to be
 # accepted, core cancels waiting calls (the client sees CANCELLED "CANCELLED"; the handler never runs, so nothing
 # is logged): a burst of 1000 runs x 3 subtasks lost subtasks that way. Calls wait for the application instead,
-# bounded by their own deadlines; MAXIMUM_CONCURRENT_RPCS is the place to shed load, loudly.
+# bounded by their own deadlines; GRPC_MAX_CONCURRENT_RPCS is the place to shed load, loudly.
 MAX_PENDING_CALLS = 1_000_000
 
 
