@@ -97,13 +97,15 @@ class AnthropicProvider:
     async def complete(self, prompt: Prompt) -> Completion:
         message = await self._create(prompt)
         text = "".join(block.text for block in message.content if block.type == "text")
-        return Completion(text=text, usage=_usage(message.model, message.usage))
+        return Completion(text=text, usage=_usage(message.model, message.usage), stop_reason=message.stop_reason)
 
     async def call_tool(self, prompt: Prompt, tool: Tool) -> ToolCall:
         message = await self._create(prompt, tool)
         for block in message.content:
             if block.type == "tool_use" and block.name == tool.name:
-                return ToolCall(input=block.input, usage=_usage(message.model, message.usage))
+                return ToolCall(
+                    input=block.input, usage=_usage(message.model, message.usage), stop_reason=message.stop_reason
+                )
         raise InvalidResponse(
             f"{message.model} answered without calling the forced tool {tool.name!r} "
             f"(stop_reason={message.stop_reason}); max_tokens may be too small for the tool input",
@@ -127,7 +129,7 @@ class AnthropicProvider:
             raise map_error(exc, self._where, self._client.api_key) from None
         except httpx2.TransportError as exc:  # reading the stream happens outside the SDK's own error wrapping
             raise map_stream_transport_error(exc, self._where) from exc
-        yield StreamDone(_usage(final.model, final.usage))
+        yield StreamDone(_usage(final.model, final.usage), stop_reason=final.stop_reason)
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from agentmesh import metrics
 from agentmesh.llm.pricing import PriceTable, cost_usd, price_for
@@ -56,16 +56,24 @@ class MeteredProvider:
         return metrics.bounded(model, self._known_models)
 
     def _start(self, prompt: Prompt, operation: str) -> Span:
+        """A client span in OpenTelemetry's GenAI conventions, so trace tools show it as a model call."""
         return tracer.start_span(
             f"llm.{operation}",
+            kind=SpanKind.CLIENT,
             attributes={
                 "agentmesh.agent": self._agent,
-                "gen_ai.request.model": prompt.model,
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": self.name,
+                # The older conventions' name for the provider, still read by some tools.
                 "gen_ai.system": self.name,
+                "gen_ai.request.model": prompt.model,
+                "gen_ai.request.max_tokens": prompt.max_tokens,
             },
         )
 
-    def _succeeded(self, span: Span, prompt: Prompt, usage: TokenUsage, started: float) -> TokenUsage:
+    def _succeeded(
+        self, span: Span, prompt: Prompt, usage: TokenUsage, stop_reason: str | None, started: float
+    ) -> TokenUsage:
         priced = dataclasses.replace(usage, cost_usd=cost_usd(usage, self._prices))
         model = self._label(prompt.model)
         metrics.llm_calls.labels(self._agent, model, "ok").inc()
@@ -91,6 +99,8 @@ class MeteredProvider:
         }
         if priced.cost_usd is not None:
             attributes["agentmesh.cost_usd"] = priced.cost_usd
+        if stop_reason:
+            attributes["gen_ai.response.finish_reasons"] = [stop_reason]
         span.set_attributes(attributes)
         span.end()
         return priced
@@ -112,7 +122,8 @@ class MeteredProvider:
         except BaseException as exc:
             self._failed(span, prompt, exc, started)
             raise
-        return Completion(result.text, self._succeeded(span, prompt, result.usage, started))
+        usage = self._succeeded(span, prompt, result.usage, result.stop_reason, started)
+        return dataclasses.replace(result, usage=usage)
 
     async def call_tool(self, prompt: Prompt, tool: Tool) -> ToolCall:
         span, started = self._start(prompt, "tool"), time.monotonic()
@@ -122,7 +133,8 @@ class MeteredProvider:
         except BaseException as exc:
             self._failed(span, prompt, exc, started)
             raise
-        return dataclasses.replace(result, usage=self._succeeded(span, prompt, result.usage, started))
+        usage = self._succeeded(span, prompt, result.usage, result.stop_reason, started)
+        return dataclasses.replace(result, usage=usage)
 
     async def stream(self, prompt: Prompt) -> AsyncIterator[StreamItem]:
         # The span is never made current here: a generator's context would leak into its consumer.
@@ -131,7 +143,8 @@ class MeteredProvider:
         try:
             async for item in self._inner.stream(prompt):
                 if isinstance(item, StreamDone):
-                    done = StreamDone(self._succeeded(span, prompt, item.usage, started))
+                    usage = self._succeeded(span, prompt, item.usage, item.stop_reason, started)
+                    done = dataclasses.replace(item, usage=usage)
                     break
                 if first_token and isinstance(item, TextDelta):
                     first_token = False

@@ -135,7 +135,7 @@ class OfflineProvider:
     async def complete(self, prompt: Prompt) -> Completion:
         await asyncio.sleep(self._latency_s)
         text = _echo(prompt)
-        return Completion(text=text, usage=self._usage(prompt, text))
+        return Completion(text=text, usage=self._usage(prompt, text), stop_reason="stop")
 
     async def stream(self, prompt: Prompt) -> AsyncIterator[StreamItem]:
         text = _echo(prompt)
@@ -149,7 +149,7 @@ class OfflineProvider:
             await asyncio.sleep(max(0.0, start + self._latency_s / 2 + index * per_piece - loop.time()))
             yield TextDelta(piece)
         await asyncio.sleep(max(0.0, start + self._latency_s - loop.time()))
-        yield StreamDone(self._usage(prompt, text))
+        yield StreamDone(self._usage(prompt, text), stop_reason="stop")
 
     async def call_tool(self, prompt: Prompt, tool: Tool) -> ToolCall:
         """The plan tool gets a plan from the request's lines; any other tool a minimal input its schema accepts."""
@@ -161,7 +161,7 @@ class OfflineProvider:
             answer = example_of(tool.input_schema, asked)
         if not isinstance(answer, dict):
             raise InvalidResponse(f"the offline demo model cannot call {tool.name!r}: its input schema is no object")
-        return ToolCall(input=answer, usage=self._usage(prompt, str(answer)))
+        return ToolCall(input=answer, usage=self._usage(prompt, str(answer)), stop_reason="tool_call")
 
     async def aclose(self) -> None:
         return None

@@ -107,7 +107,11 @@ class OpenAIProvider:
 
     async def complete(self, prompt: Prompt) -> Completion:
         completion = await self._create(prompt)
-        return Completion(text=_message(completion).content or "", usage=_usage(completion.model, completion.usage))
+        return Completion(
+            text=_message(completion).content or "",
+            usage=_usage(completion.model, completion.usage),
+            stop_reason=completion.choices[0].finish_reason,
+        )
 
     async def call_tool(self, prompt: Prompt, tool: Tool) -> ToolCall:
         if prompt.model not in self._without_tools:
@@ -130,6 +134,7 @@ class OpenAIProvider:
 
     async def stream(self, prompt: Prompt) -> AsyncIterator[StreamItem]:
         usage: CompletionUsage | None = None
+        stop_reason: str | None = None
         model = prompt.model
         try:
             max_tokens, max_completion_tokens = self._max_tokens(prompt)
@@ -145,6 +150,8 @@ class OpenAIProvider:
             async with chunks:  # leaving early (cancelled, consumer gone) closes the upstream response
                 async for chunk in chunks:
                     model, usage = chunk.model or model, chunk.usage or usage
+                    if chunk.choices and chunk.choices[0].finish_reason:
+                        stop_reason = chunk.choices[0].finish_reason
                     if chunk.choices and (text := chunk.choices[0].delta.content):
                         yield TextDelta(text)
         except openai.APIError as exc:
@@ -152,7 +159,7 @@ class OpenAIProvider:
         if usage is None:  # the answer has reached the user already: count nothing rather than fail it
             self._no_stream_usage(model)
             usage = CompletionUsage(prompt_tokens=0, completion_tokens=0, total_tokens=0)
-        yield StreamDone(_usage(model, usage))
+        yield StreamDone(_usage(model, usage), stop_reason=stop_reason)
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -168,7 +175,11 @@ class OpenAIProvider:
         for call in message.tool_calls or []:
             if call.type == "function" and call.function.name == tool.name:
                 arguments = _json_object(call.function.arguments, f"{completion.model}'s {tool.name!r} arguments")
-                return ToolCall(input=arguments, usage=_usage(completion.model, completion.usage))
+                return ToolCall(
+                    input=arguments,
+                    usage=_usage(completion.model, completion.usage),
+                    stop_reason=completion.choices[0].finish_reason,
+                )
         raise InvalidResponse(
             f"{completion.model} answered without calling the forced tool {tool.name!r} "
             f"(finish_reason={completion.choices[0].finish_reason}); max_tokens may be too small for the tool input",

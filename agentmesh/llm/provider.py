@@ -44,8 +44,11 @@ class TokenUsage:
 
 @dataclass(frozen=True)
 class Completion:
+    """``stop_reason`` (in every result type) is why the model stopped, in its API's words; None when unknown."""
+
     text: str
     usage: TokenUsage
+    stop_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class ToolCall:
     input: Mapping[str, Any]
     usage: TokenUsage
     fallback_reason: str = ""
+    stop_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class StreamDone:
     """Last item of every stream: what the whole call used."""
 
     usage: TokenUsage
+    stop_reason: str | None = None
 
 
 StreamItem = TextDelta | StreamDone
