@@ -102,6 +102,45 @@ def test_one_request_is_one_trace_across_all_four_services(
     assert llm_spans == reported
 
 
+def test_model_calls_are_exported_in_the_genai_semantic_conventions(
+    mesh: ProcessMesh, fake: FakeAnthropicProcess, receiver: tuple[OtlpReceiver, str]
+) -> None:
+    fake.control("POST", "reset")
+    _chat(mesh, "genai-1")
+    spans = receiver[0].wait_for(lambda received: _one_trace(received) is not None)
+    trace = _one_trace(spans)
+    assert trace is not None
+    # What the API was asked and answered, per agent; the fake's default answers stop with tool_use or end_turn.
+    expected = sorted(
+        (
+            agent_of(r),
+            r["body"]["model"],
+            r["body"]["max_tokens"],
+            r["usage"]["input_tokens"],
+            r["usage"]["output_tokens"],
+            ("tool_use",) if agent_of(r) == "orchestrator" else ("end_turn",),
+        )
+        for r in fake.requests()
+    )
+    exported = []
+    for span in (s for s in trace if s.name.startswith("llm.")):
+        attributes = span.attributes
+        assert attributes["gen_ai.operation.name"] == "chat"
+        assert attributes["gen_ai.provider.name"] == "anthropic"
+        assert attributes["gen_ai.response.model"] == attributes["gen_ai.request.model"]
+        exported.append(
+            (
+                attributes["agentmesh.agent"],
+                attributes["gen_ai.request.model"],
+                attributes["gen_ai.request.max_tokens"],
+                attributes["gen_ai.usage.input_tokens"],
+                attributes["gen_ai.usage.output_tokens"],
+                attributes["gen_ai.response.finish_reasons"],
+            )
+        )
+    assert sorted(exported) == expected
+
+
 def _scrape(service: ServiceProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     port = service.port if service.name == "gateway" else service.metrics_port
     path = "/metrics" if service.name == "gateway" else "/"

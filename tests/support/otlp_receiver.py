@@ -61,7 +61,10 @@ class OtlpReceiver:
 
 
 def _value(value: object) -> object:
+    """An attribute's Python value; arrays (gen_ai.response.finish_reasons) become tuples, as the SDK keeps them."""
     kind = value.WhichOneof("value")  # type: ignore[attr-defined]
+    if kind == "array_value":
+        return tuple(_value(item) for item in value.array_value.values)  # type: ignore[attr-defined]
     return getattr(value, kind) if kind else None
 
 

@@ -8,6 +8,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from agentmesh import metrics
 from agentmesh.llm import metered
@@ -120,3 +121,30 @@ async def test_a_consumer_that_stops_after_the_usage_leaves_the_call_a_success(
     assert span.status.is_ok
     assert _sample("agentmesh_llm_calls_total", outcome="cancelled", **labels) == cancelled_before
     assert not [r for r in caplog.records if "ended span" in r.getMessage()]
+
+
+async def test_every_kind_of_call_is_a_client_span_in_the_genai_conventions(spans: InMemorySpanExporter) -> None:
+    provider = MeteredProvider(OfflineProvider(), "orchestrator", PRICES, known_models=[])
+    tool = Tool(name="plan", description="plan", input_schema={"type": "object", "properties": {}})
+    await provider.complete(_prompt())
+    await provider.call_tool(_prompt(), tool)
+    [item async for item in provider.stream(_prompt())]
+    finished = spans.get_finished_spans()
+    assert [span.name for span in finished] == ["llm.complete", "llm.tool", "llm.stream"]
+    for span, finish_reason in zip(finished, ["stop", "tool_call", "stop"], strict=True):
+        attributes = _attributes(span)
+        assert span.kind == SpanKind.CLIENT
+        assert attributes["gen_ai.operation.name"] == "chat"
+        assert attributes["gen_ai.provider.name"] == "offline"
+        assert attributes["gen_ai.request.model"] == attributes["gen_ai.response.model"] == "agentmesh-offline-demo"
+        assert attributes["gen_ai.request.max_tokens"] == 10
+        assert attributes["gen_ai.response.finish_reasons"] == (finish_reason,)
+        assert isinstance(attributes["gen_ai.usage.input_tokens"], int)
+        assert isinstance(attributes["gen_ai.usage.output_tokens"], int)
+
+
+async def test_results_keep_their_stop_reason_through_the_wrapper() -> None:
+    provider = MeteredProvider(OfflineProvider(), "worker", PRICES, known_models=[])
+    assert (await provider.complete(_prompt())).stop_reason == "stop"
+    items = [item async for item in provider.stream(_prompt())]
+    assert isinstance(items[-1], StreamDone) and items[-1].stop_reason == "stop"
