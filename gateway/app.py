@@ -32,7 +32,8 @@ from gateway.rate_limit import (
     verified_subject,
 )
 from gateway.request_id import RequestIdMiddleware
-from gateway.routes import chat, health, metrics, models
+from gateway.routes import chat, health, inspector, metrics, models, runs
+from gateway.run_history import RunHistory
 from gateway.security_headers import JSON_CSP, SecurityHeadersMiddleware, security_headers
 from gateway.settings import GatewaySettings
 from gateway.spend import BUDGET_HEADER, SpendControl
@@ -53,7 +54,7 @@ CORS_EXPOSED_HEADERS = [
 
 
 def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None = None) -> FastAPI:
-    state = GatewayState(settings=settings, started_at=int(time.time()))
+    state = GatewayState(settings=settings, started_at=int(time.time()), runs=RunHistory(settings.run_history_size))
     limiter = (
         RateLimiter(
             settings.rate_limit_storage_uri,
@@ -96,6 +97,8 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None
     _add_edge_middleware(app, settings, limiter)
     app.include_router(chat.router, responses=EDGE_RESPONSES)
     app.include_router(models.router, responses=EDGE_RESPONSES)
+    app.include_router(runs.router, responses=EDGE_RESPONSES)
+    app.include_router(inspector.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     # Added last, so it sits just inside the request-id middleware: edge refusals (401, 413, 429) count too.

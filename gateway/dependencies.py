@@ -1,4 +1,4 @@
-"""Per-request access to what the app holds: its settings and the orchestrator client."""
+"""Per-request access to what the app holds: its settings, the orchestrator client and the recent runs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from gateway.orchestrator_client import OrchestratorClient
+from gateway.run_history import RunHistory
 from gateway.settings import GatewaySettings
 from gateway.spend import SpendControl
 
@@ -16,6 +17,7 @@ from gateway.spend import SpendControl
 class GatewayState:
     settings: GatewaySettings
     started_at: int
+    runs: RunHistory
     # Set by the app's lifespan for as long as the app runs.
     orchestrator: OrchestratorClient | None = None
     spend: SpendControl | None = None
@@ -43,7 +45,12 @@ async def _spend(state: Annotated[GatewayState, Depends(_state)]) -> SpendContro
     return state.spend
 
 
+async def _runs(state: Annotated[GatewayState, Depends(_state)]) -> RunHistory:
+    return state.runs
+
+
 State = Annotated[GatewayState, Depends(_state)]
 Settings = Annotated[GatewaySettings, Depends(_settings)]
 Orchestrator = Annotated[OrchestratorClient, Depends(_orchestrator)]
 Spend = Annotated[SpendControl, Depends(_spend)]
+Runs = Annotated[RunHistory, Depends(_runs)]

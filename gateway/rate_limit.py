@@ -132,8 +132,12 @@ def verified_subject(scope: Scope) -> str | None:
     principal = principal_of(scope)
     if principal is None:
         return None
-    # Hashed: bounded key length, and no user names in a shared Redis.
-    return hashlib.sha256(principal.subject.encode()).hexdigest()[:32]
+    return subject_key(principal.subject)
+
+
+def subject_key(subject: str) -> str:
+    """A subject as the gateway stores it: hashed, for a bounded length and no user names in a shared Redis."""
+    return hashlib.sha256(subject.encode()).hexdigest()[:32]
 
 
 class RateLimitMiddleware:

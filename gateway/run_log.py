@@ -3,57 +3,40 @@
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-from agentmesh.usage import summarize
-from agentmesh.v1 import common_pb2, orchestrator_pb2
+from agentmesh.v1 import orchestrator_pb2
+from gateway.run_record import RunRecord
 
 logger = logging.getLogger("gateway.requests")
 
 
 class RunLog:
-    """Watches a run's events go by and writes ``request completed`` once it ends, however it ends."""
+    """Watches a run's events go by, keeping its record, and writes ``request completed`` once it ends, however
+    it ends."""
 
-    def __init__(self, user: str, stream: bool) -> None:
+    def __init__(self, user: str, record: RunRecord) -> None:
         self._user = user
-        self._stream = stream
-        self._started = time.monotonic()
-        self._subtasks = 0
-        self._failed: list[str] = []
-        self._summary: orchestrator_pb2.UsageSummary | None = None
-        # What the calls seen so far cost, for a run that ends before its usage summary arrives.
-        self._usages: list[common_pb2.Usage] = []
-        self._done = False
+        self.record = record
 
     def observe(self, event: orchestrator_pb2.RunEvent) -> None:
-        kind = event.WhichOneof("event")
-        if kind == "plan":
-            self._subtasks = len(event.plan.subtasks)
-            if event.plan.HasField("usage"):
-                self._usages.append(event.plan.usage)
-        elif kind == "subtask_finished":
-            finished = event.subtask_finished
-            if finished.HasField("usage"):
-                self._usages.append(finished.usage)
-            if finished.error:
-                self._failed.append(finished.subtask_id)
-        elif kind == "usage":
-            self._summary = event.usage
+        self.record.observe(event)
 
-    def finish(self, outcome: str) -> None:
-        if self._done:
+    def finish(self, outcome: str, message: str = "") -> None:
+        """``outcome`` is ``ok`` or what ended the run (a gRPC status name, ``cancelled``, ...); once only."""
+        record = self.record
+        if record.status != "in_progress":
             return
-        self._done = True
+        record.finish(outcome, message)
         fields: dict[str, Any] = {
             "user": self._user,
             "outcome": outcome,
-            "stream": self._stream,
-            "subtasks": self._subtasks,
-            "failed_subtasks": self._failed,
-            "duration_ms": int((time.monotonic() - self._started) * 1000),
+            "stream": record.stream,
+            "subtasks": len(record.plan.subtasks) if record.plan is not None else 0,
+            "failed_subtasks": [failed.id for failed in record.failed()],
+            "duration_ms": record.elapsed_ms(),
         }
-        summary = self._summary or (summarize(self._usages) if self._usages else None)
+        summary = record.usage()
         if summary is not None:
             fields |= {
                 "input_tokens": summary.input_tokens,

@@ -9,6 +9,11 @@ from gateway.auth import is_protected
 
 # The API serves JSON and event streams, never a page: nothing may load, frame or be framed.
 JSON_CSP = "default-src 'none'; frame-ancestors 'none'"
+# The run inspector (/inspect): its own script, style, icon and API only; no inline code, nothing from elsewhere.
+INSPECTOR_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 def security_headers(hsts_max_age: int) -> dict[str, str]:

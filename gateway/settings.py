@@ -42,6 +42,7 @@ class GatewaySettings(CommonSettings):
     jwt_issuer: str | None = Field(default=None, description="required `iss`")
     service_model_name: str = Field(default="agentmesh", min_length=1)
     stream_progress: Literal["reasoning", "none"] = "reasoning"
+    run_history_size: int = Field(default=200, ge=0, description="recent runs kept for /v1/runs and /inspect")
     request_timeout: float = Field(default=120.0, gt=0, description="seconds; the deadline of Orchestrator.Run")
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
     stream_start_wait: float = Field(

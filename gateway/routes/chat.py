@@ -17,7 +17,7 @@ from agentmesh.request_context import current_request_id, new_request_id
 from agentmesh.v1 import orchestrator_pb2
 from gateway import sse, translate
 from gateway.auth import CurrentPrincipal
-from gateway.dependencies import Orchestrator, Settings, Spend
+from gateway.dependencies import Orchestrator, Runs, Settings, Spend
 from gateway.errors import CLIENT_CLOSED_REQUEST, ApiError, error_responses, rpc_error, shutting_down
 from gateway.orchestrator_client import GatewayShuttingDown
 from gateway.protocol import ChatCompletion, ChatCompletionRequest
@@ -58,6 +58,7 @@ async def create_chat_completion(
     settings: Settings,
     orchestrator: Orchestrator,
     spend: Spend,
+    runs: Runs,
 ) -> Response:
     if body.model != settings.service_model_name:
         raise ApiError(
@@ -71,10 +72,11 @@ async def create_chat_completion(
     run_request = translate.to_run_request(body)
     grant = await spend.open(principal.subject, body.max_cost_usd)
     run_request.max_cost_usd = grant.cap
-    completion_id = f"chatcmpl-{current_request_id() or new_request_id()}"
+    request_id = current_request_id() or new_request_id()
+    completion_id = f"chatcmpl-{request_id}"
     created = int(time.time())
     show_progress = settings.stream_progress == "reasoning"
-    run_log = RunLog(principal.subject, body.stream)
+    run_log = RunLog(principal.subject, runs.start(completion_id, request_id, principal.subject, body.stream))
     stream = spend.watch(orchestrator.run(run_request), grant)
     first = asyncio.ensure_future(stream.next_event())
     try:
@@ -84,25 +86,24 @@ async def create_chat_completion(
         await _unless_disconnected(request, asyncio.wait({first}, timeout=wait))
         if first.done():
             first.result()  # raises the early failure
-        rest = [] if body.stream else await _unless_disconnected(request, _rest(stream))
+        events = [] if body.stream else await _unless_disconnected(request, _events(first, stream, run_log))
     except grpc.aio.AioRpcError as exc:
-        run_log.finish(exc.code().name)
+        error = spend.rpc_error(exc, grant)
+        run_log.finish(exc.code().name, error.message)
         stream.cancel()
-        raise spend.rpc_error(exc, grant) from None
+        raise error from None
     except GatewayShuttingDown:
-        run_log.finish("shutdown")
-        raise shutting_down() from None
+        error = shutting_down()
+        run_log.finish("shutdown", error.message)
+        raise error from None
     except BaseException:
-        run_log.finish("cancelled")
+        run_log.finish("cancelled", "the client closed the request")
         stream.cancel()
         raise
     if body.stream:
         chunks = translate.ChunkStream(completion_id, created, body.model, show_progress, body.include_usage)
         relay = _relay(stream, first, chunks, run_log)
         return sse.EventStreamResponse(sse.with_keepalive(relay, settings.sse_keepalive_seconds), grant.headers())
-    events = [e for e in [first.result(), *rest] if e is not None]
-    for event in events:
-        run_log.observe(event)
     run_log.finish("ok")
     result = translate.completion(completion_id, created, body.model, events, show_progress)
     return JSONResponse(result.model_dump(), headers=grant.headers(stream.cost))
@@ -115,7 +116,7 @@ async def _relay(
     run_log: RunLog,
 ) -> AsyncGenerator[bytes, None]:
     """The SSE body: after the first byte an error becomes one error event, and [DONE] always ends it."""
-    outcome = "ok"
+    outcome, message = "ok", ""
     metrics.streams_in_flight.inc()
     try:
         for chunk in chunks.start():
@@ -129,32 +130,41 @@ async def _relay(
         for chunk in chunks.finish():
             yield sse.event(chunk)
     except grpc.aio.AioRpcError as exc:
-        outcome = exc.code().name
-        yield sse.event(rpc_error(exc).body())
+        error = rpc_error(exc)
+        outcome, message = exc.code().name, error.message
+        yield sse.event(error.body())
     except GatewayShuttingDown:
-        outcome = "shutdown"
-        yield sse.event(shutting_down().body())
+        error = shutting_down()
+        outcome, message = "shutdown", error.message
+        yield sse.event(error.body())
     except (asyncio.CancelledError, GeneratorExit):
-        outcome = "cancelled"
+        outcome, message = "cancelled", "the client closed the stream"
         logger.info("client closed the stream (499)", extra={"status": CLIENT_CLOSED_REQUEST})
         raise
     except Exception:
-        outcome = "error"
+        error = ApiError(500, "internal error while streaming", "server_error")
+        outcome, message = "error", error.message
         logger.exception("stream failed")
-        yield sse.event(ApiError(500, "internal error while streaming", "server_error").body())
+        yield sse.event(error.body())
     finally:
         metrics.streams_in_flight.dec()
-        run_log.finish(outcome)
+        run_log.finish(outcome, message)
         stream.cancel()
         if not first.done():
             first.cancel()
     yield sse.DONE
 
 
-async def _rest(stream: SpendingRun) -> list[orchestrator_pb2.RunEvent]:
+async def _events(
+    first: asyncio.Future[orchestrator_pb2.RunEvent | None], stream: SpendingRun, run_log: RunLog
+) -> list[orchestrator_pb2.RunEvent]:
+    """Every event of the run, each observed as it arrives: the run's record gets its real timeline."""
     events = []
-    while (event := await stream.next_event()) is not None:
+    event = await first
+    while event is not None:
+        run_log.observe(event)
         events.append(event)
+        event = await stream.next_event()
     return events
 
 
