@@ -5,7 +5,7 @@
 (() => {
   const TOKEN_KEY = "agentmesh.inspector.token";
   const POLL_BUSY_MS = 1000; // while a run is in progress
-  const POLL_IDLE_MS = 5000; // so that new runs show up
+  const POLL_IDLE_MS = 3000; // so that new runs show up
   const SVG_NS = "http://www.w3.org/2000/svg";
   const LAYOUT = { width: 960, label: 200, right: 24, top: 28, row: 30, bar: 18 };
 
@@ -36,6 +36,10 @@
   function ms(value) {
     if (value === null || value === undefined) return "–";
     return value < 1000 ? `${value} ms` : `${(value / 1000).toFixed(value < 10000 ? 2 : 1)} s`;
+  }
+
+  function count(n, noun) {
+    return `${n} ${noun}${n === 1 ? "" : "s"}`;
   }
 
   function usd(value) {
@@ -91,7 +95,7 @@
     $("run-pane").hidden = false;
     $("run-title").textContent = run.id;
     $("run-meta").textContent =
-      `${run.status.replace("_", " ")} · ${ms(run.duration_ms)} · ${run.subtasks_count} subtasks · ` +
+      `${run.status.replace("_", " ")} · ${ms(run.duration_ms)} · ${count(run.subtasks_count, "subtask")} · ` +
       `${run.stream ? "streamed" : "not streamed"} · request ${run.request_id} · ` +
       `started ${new Date(run.created * 1000).toLocaleString()}`;
     const error = $("run-error");
@@ -182,15 +186,22 @@
       for (const dependency of subtask.depends_on) {
         const from = where.get(dependency);
         if (!from || !to) continue;
-        const bend = Math.max(12, (to.start - from.end) / 2);
-        const path = `M ${from.end} ${from.middle} C ${from.end + bend} ${from.middle}, ${to.start - bend} ${to.middle}, ${to.start} ${to.middle}`;
-        parts.push(svg("path", { class: "dependency", d: path, "marker-end": "url(#arrow)", "data-from": dependency, "data-to": subtask.id }));
+        parts.push(svg("path", { class: "dependency", d: elbow(from, to), "marker-end": "url(#arrow)", "data-from": dependency, "data-to": subtask.id }));
       }
     }
     if (run.status === "in_progress") {
       parts.push(svg("line", { class: "now", x1: x(total), x2: x(total), y1: LAYOUT.top - 6, y2: height }));
     }
     timeline.replaceChildren(...parts);
+  }
+
+  // Out of the dependency's end, down, and into the dependent's start; when the dependent starts (nearly) at
+  // once, the line turns back between the rows so that the arrow still enters from the left.
+  function elbow(from, to) {
+    const out = from.end + 8;
+    if (to.start - 8 >= out) return `M ${from.end} ${from.middle} H ${out} V ${to.middle} H ${to.start}`;
+    const between = to.middle - LAYOUT.row / 2;
+    return `M ${from.end} ${from.middle} H ${out} V ${between} H ${to.start - 8} V ${to.middle} H ${to.start}`;
   }
 
   function arrowMarker() {
@@ -282,7 +293,7 @@
       $("run-pane").hidden = run === null;
       if (run !== null) drawRun(run);
       busy = list.data.some((entry) => entry.status === "in_progress") || (run !== null && run.status === "in_progress");
-      say(`${list.data.length} run${list.data.length === 1 ? "" : "s"}${busy ? " · updating while in progress" : ""}`);
+      say(`${count(list.data.length, "run")}${busy ? " · updating while in progress" : ""}`);
     } catch (error) {
       if (mine !== generation) return;
       if (error instanceof ApiFailure && error.status === 401) {
