@@ -10,71 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
-
-from pydantic import BaseModel
 
 from agentmesh.usage import summarize
 from agentmesh.v1 import common_pb2, orchestrator_pb2
-from gateway.protocol import CompletionUsage, UnfinishedSubtask
+from gateway.protocol import UnfinishedSubtask
+from gateway.run_views import Phase, PhaseView, PlanView, RunError, RunSummary, RunView, Status, SubtaskView
 from gateway.translate import unfinished, usage_object
-
-Status = Literal["in_progress", "ok", "error"]
-Phase = Literal["planning", "coordination", "synthesis"]
-
-
-class PlanView(BaseModel):
-    fallback: bool
-    fallback_reason: str | None
-
-
-class SubtaskView(BaseModel):
-    id: str
-    title: str
-    instruction: str
-    depends_on: list[str]
-    started_ms: int | None
-    finished_ms: int | None
-    outcome: str  # pending, running, or the contract's outcome: ok, failed, skipped, timed_out, over_budget
-    error: str | None
-
-
-class PhaseView(BaseModel):
-    started_ms: int
-    finished_ms: int | None
-
-
-class RunError(BaseModel):
-    phase: Phase
-    code: str
-    message: str
-
-
-class RunSummary(BaseModel):
-    object: Literal["run"] = "run"
-    id: str
-    request_id: str
-    created: int
-    stream: bool
-    status: Status
-    error: RunError | None
-    duration_ms: int
-    subtasks_count: int
-    cost_usd: float | None
-
-
-class RunView(RunSummary):
-    subject: str
-    plan: PlanView | None
-    subtasks: list[SubtaskView]
-    phases: dict[Phase, PhaseView]
-    phases_ms: dict[Phase, int] | None  # as the orchestrator measured them; in the usage summary of a finished run
-    usage: CompletionUsage | None
-
-
-class RunList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[RunSummary]
 
 
 @dataclass

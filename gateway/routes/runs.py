@@ -8,7 +8,7 @@ from gateway.auth import CurrentPrincipal
 from gateway.dependencies import Runs
 from gateway.errors import ApiError
 from gateway.protocol import ErrorResponse
-from gateway.run_record import RunList, RunView
+from gateway.run_views import RunList, RunView
 
 router = APIRouter(tags=["runs"])
 
