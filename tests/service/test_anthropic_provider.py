@@ -90,6 +90,7 @@ async def test_complete_returns_text_and_the_usage_the_server_reported(
     [request] = fake_anthropic.requests
     assert completion.text == "fake answer: pg\nsqlite" == request.answer
     assert completion.usage == usage_of(request.usage)
+    assert completion.stop_reason == "end_turn"
     assert request.body["system"] == "You are terse."
     assert request.body["messages"] == [
         {"role": "user", "content": "Compare two databases"},
@@ -129,7 +130,7 @@ async def test_stream_yields_deltas_in_order_then_one_done_with_the_usage(
     [request] = fake_anthropic.requests
     assert request.body["stream"] is True
     assert items[:-1] == [TextDelta("one "), TextDelta("two "), TextDelta("three "), TextDelta("four")]
-    assert items[-1] == StreamDone(usage_of(request.usage))
+    assert items[-1] == StreamDone(usage_of(request.usage), stop_reason="end_turn")
     assert items[-1].usage.cache_read_input_tokens == 3
 
 
@@ -139,6 +140,7 @@ async def test_call_tool_forces_the_tool_and_returns_its_input(
     call = await anthropic_provider.call_tool(PROMPT, PLAN_TOOL)
 
     [request] = fake_anthropic.requests
+    assert call.stop_reason == "tool_use"
     assert request.body["tool_choice"] == {"type": "tool", "name": "plan"}
     assert request.body["tools"] == [
         {"name": "plan", "description": PLAN_TOOL.description, "input_schema": dict(PLAN_TOOL.input_schema)}
@@ -409,7 +411,7 @@ async def test_a_stream_failing_before_its_first_delta_is_retried(
     items = await collect(anthropic_provider.stream(PROMPT))
 
     assert items[0] == TextDelta("ok")
-    assert items[-1] == StreamDone(usage_of(fake_anthropic.requests[-1].usage))
+    assert items[-1] == StreamDone(usage_of(fake_anthropic.requests[-1].usage), stop_reason="end_turn")
     assert len(fake_anthropic.requests) == 3
 
 
