@@ -52,14 +52,7 @@ def fake() -> Iterator[FakeAnthropicProcess]:
 
 @pytest.fixture(scope="module")
 def mesh(fake: FakeAnthropicProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessMesh]:
-    env = {
-        "ANTHROPIC_API_KEY": API_KEY,
-        "ANTHROPIC_BASE_URL": fake.base_url,
-        "RETRY_MAX_ATTEMPTS": "1",
-        # A health check is given one poll interval: with a browser on the same loaded cores, 0.2 s can run out
-        # and turn the orchestrator NOT_SERVING for a moment (a 503 this test is not about).
-        "HEALTH_POLL_INTERVAL": "2",
-    }
+    env = {"ANTHROPIC_API_KEY": API_KEY, "ANTHROPIC_BASE_URL": fake.base_url, "RETRY_MAX_ATTEMPTS": "1"}
     with process_mesh(tmp_path_factory.mktemp("inspected-mesh"), env=env) as running:
         yield running
 
