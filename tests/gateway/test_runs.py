@@ -170,6 +170,7 @@ async def test_the_inspector_page_is_served_with_a_strict_policy(gateway: Gatewa
         script = await client.get("/inspect/inspect.js")
         style = await client.get("/inspect/inspect.css")
         unknown = await client.get("/inspect/secrets.txt")
+        head = await client.head("/inspect")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.headers["content-security-policy"] == INSPECTOR_CSP
     assert "'unsafe-inline'" not in INSPECTOR_CSP and "script-src 'self'" in INSPECTOR_CSP
@@ -178,3 +179,4 @@ async def test_the_inspector_page_is_served_with_a_strict_policy(gateway: Gatewa
     assert script.headers["content-type"].startswith("text/javascript") and "fetch(" in script.text
     assert style.headers["content-type"].startswith("text/css")
     assert unknown.status_code == 404
+    assert head.status_code == 200 and head.headers["content-security-policy"] == INSPECTOR_CSP
