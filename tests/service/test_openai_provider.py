@@ -145,7 +145,7 @@ async def test_stream_yields_deltas_then_one_done_with_the_usage_chunk(provider:
     (request,) = fake.requests
     assert request.body["stream"] is True
     assert request.body["stream_options"] == {"include_usage": True}
-    assert items[-1] == StreamDone(usage_of(request.usage))
+    assert items[-1] == StreamDone(usage_of(request.usage), stop_reason="stop")
     assert items[-1].usage.cache_read_input_tokens == 64
 
 
@@ -158,7 +158,7 @@ async def test_a_stream_without_usage_counts_zero_tokens_and_says_so_once(
         first = await collect(provider.stream(PROMPT))
         second = await collect(provider.stream(PROMPT))
 
-    assert first == second == [TextDelta("hello"), StreamDone(TokenUsage(model=MODEL))]
+    assert first == second == [TextDelta("hello"), StreamDone(TokenUsage(model=MODEL), stop_reason="stop")]
     [warning] = [r for r in caplog.records if r.name == "agentmesh.llm.openai"]
     assert "sent no usage" in warning.getMessage()
 
@@ -387,7 +387,7 @@ async def test_a_stream_failing_before_its_first_delta_is_retried(provider: LLMP
 
     items = await collect(provider.stream(PROMPT))
 
-    assert items[-1] == StreamDone(usage_of(fake.requests[-1].usage))
+    assert items[-1] == StreamDone(usage_of(fake.requests[-1].usage), stop_reason="stop")
     assert [r.status for r in fake.requests] == [503, 200, 200]
 
 
