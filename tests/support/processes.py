@@ -83,6 +83,8 @@ def _child_env(extra: Mapping[str, str]) -> dict[str, str]:
     }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.update({"LOG_FORMAT": "json", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"})
+    # The gateway's drain delay gives balancers time to notice; tests that check it set their own.
+    env.setdefault("SHUTDOWN_DRAIN_DELAY", "0")
     env.update(extra)
     return env
 
