@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentmesh.llm import registry
 from agentmesh.llm.pricing import OFFLINE_MODEL, PriceTable, load_prices
-from agentmesh.rpc.options import DEFAULT_MAX_CONNECTION_AGE_S, server_options
+from agentmesh.rpc.options import DEFAULT_MAX_CONNECTION_AGE_S
 from agentmesh.rpc.policy import ServerPolicy
 from agentmesh.rpc.tls import TlsFiles
 
@@ -133,10 +133,6 @@ class GrpcServiceSettings(ModelSettings):
     grpc_default_deadline: float = Field(default=120.0, gt=0, description="seconds, for calls sent without one")
     grpc_reflection: bool = True
 
-    @property
-    def server_options(self) -> list[tuple[str, int]]:
-        return server_options(self.grpc_max_connection_age, self.grpc_max_connection_age_grace)
-
     def server_policy(self) -> ServerPolicy:
         return ServerPolicy(
             tls=self.grpc_tls,
@@ -144,6 +140,8 @@ class GrpcServiceSettings(ModelSettings):
             max_input_chars=self.max_input_chars,
             default_deadline_s=self.grpc_default_deadline,
             reflection=self.grpc_reflection,
+            max_connection_age_s=self.grpc_max_connection_age,
+            max_connection_age_grace_s=self.grpc_max_connection_age_grace,
         )
 
     @model_validator(mode="after")

@@ -32,7 +32,6 @@ async def start_orchestrator(
         register,
         [SERVICE_NAME],
         serving=False,
-        options=settings.server_options,
         policy=settings.server_policy(),
     )
     watcher = asyncio.create_task(downstream.watch(running.set_serving))

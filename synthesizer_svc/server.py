@@ -23,6 +23,5 @@ async def start_synthesizer(
         listen or settings.grpc_listen,
         register,
         [SERVICE_NAME],
-        options=settings.server_options,
         policy=settings.server_policy(),
     )

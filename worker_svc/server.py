@@ -21,6 +21,5 @@ async def start_worker(settings: WorkerSettings, provider: LLMProvider, listen: 
         listen or settings.grpc_listen,
         register,
         [SERVICE_NAME],
-        options=settings.server_options,
         policy=settings.server_policy(),
     )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from agentmesh.rpc.options import MAX_MESSAGE_BYTES
+from agentmesh.rpc.options import DEFAULT_MAX_CONNECTION_AGE_S, MAX_MESSAGE_BYTES, server_options
 from agentmesh.rpc.tls import PLAINTEXT, TlsFiles
 
 # A character takes at most 4 bytes in UTF-8; the rest is room for the protobuf framing of many small fields.
@@ -23,6 +22,8 @@ class ServerPolicy:
     max_input_chars: int | None = None
     default_deadline_s: float | None = None
     reflection: bool = True
+    max_connection_age_s: float = DEFAULT_MAX_CONNECTION_AGE_S
+    max_connection_age_grace_s: float = 0.0
 
     @property
     def max_receive_bytes(self) -> int:
@@ -31,8 +32,9 @@ class ServerPolicy:
             return MAX_MESSAGE_BYTES
         return min(MAX_MESSAGE_BYTES, self.max_input_chars * BYTES_PER_CHAR + FRAMING_BYTES)
 
-    def bound_options(self, options: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
-        """``options`` with the receive limit this policy allows."""
+    def server_options(self) -> list[tuple[str, int]]:
+        """The channel arguments of a server under this policy: connection age, and the receive limit it allows."""
+        options = server_options(self.max_connection_age_s, self.max_connection_age_grace_s)
         kept = [option for option in options if option[0] != "grpc.max_receive_message_length"]
         return [*kept, ("grpc.max_receive_message_length", self.max_receive_bytes)]
 

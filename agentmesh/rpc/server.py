@@ -21,7 +21,6 @@ from agentmesh.logging import configure_logging
 from agentmesh.metrics import export_breaker_state, listen_host, serve_metrics
 from agentmesh.rpc.breaker_health import report_breakers
 from agentmesh.rpc.interceptors import InFlight, ServerInterceptor
-from agentmesh.rpc.options import server_options
 from agentmesh.rpc.policy import ServerPolicy
 from agentmesh.rpc.reflection import enable_reflection
 from agentmesh.settings import GrpcServiceSettings, load_settings
@@ -87,7 +86,6 @@ async def start_grpc_server(
     service_names: Sequence[str],
     *,
     serving: bool = True,
-    options: Sequence[tuple[str, int]] | None = None,
     policy: ServerPolicy | None = None,
 ) -> GrpcServer:
     """Binds ``listen`` (``host:0`` picks a free port), registers health and reflection, and starts."""
@@ -95,7 +93,7 @@ async def start_grpc_server(
     calls = ServerInterceptor(server_tracer(), policy.max_input_chars, policy.default_deadline_s)
     server = grpc.aio.server(
         interceptors=[calls],
-        options=policy.bound_options(server_options() if options is None else options),
+        options=policy.server_options(),
         maximum_concurrent_rpcs=policy.max_concurrent_rpcs,
     )
     register(server)
