@@ -9,7 +9,7 @@ streamed deltas) and all four services as processes, then measures, through the 
 - requests/s and CPU ms per request (all service processes) at 32 concurrent streams with no model latency,
   beside the same for direct calls (5 per request: 1 plan, 3 workers, 1 synthesis, in the mesh's order).
 
-    .venv/bin/python -m bench.headline [--runs 5] [--requests 300]
+    .venv/bin/python -m bench.headline [--runs 5] [--requests 300] [--env NAME=VALUE ...]
 """
 
 from __future__ import annotations
@@ -46,12 +46,9 @@ def prompt(fanout: int) -> str:
     return "\n".join(f"research topic number {i}" for i in range(fanout))
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICKS
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
 async def direct_calls(client: anthropic.AsyncAnthropic, fanout: int) -> tuple[float, float]:
@@ -91,19 +88,20 @@ async def median_of(runs: int, call: Callable[[], Awaitable[tuple[float, float]]
 
 
 async def throughput(
-    requests: int, concurrency: int, call: Callable[[], Awaitable[object]], pids: list[int]
-) -> tuple[float, float]:
-    """(requests/s, CPU ms per request over ``pids``) for ``requests`` calls, ``concurrency`` at a time."""
+    requests: int, concurrency: int, call: Callable[[], Awaitable[object]], pids: dict[str, int]
+) -> tuple[float, dict[str, float]]:
+    """(requests/s, CPU ms per request of each of ``pids``) for ``requests`` calls, ``concurrency`` at a time."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one() -> None:
         async with gate:
             await call()
 
-    cpu_before, started = cpu_seconds(pids), time.perf_counter()
+    cpu_before, started = {name: cpu_seconds(pid) for name, pid in pids.items()}, time.perf_counter()
     await asyncio.gather(*(one() for _ in range(requests)))
-    wall, cpu = time.perf_counter() - started, cpu_seconds(pids) - cpu_before
-    return requests / wall, cpu * 1000 / requests
+    wall = time.perf_counter() - started
+    cpu_ms = {name: (cpu_seconds(pid) - cpu_before[name]) * 1000 / requests for name, pid in pids.items()}
+    return requests / wall, cpu_ms
 
 
 def worker_spread_ms(fake: FakeAnthropicProcess) -> float:
@@ -129,20 +127,30 @@ async def measure(mesh: ProcessMesh, fake: FakeAnthropicProcess, args: argparse.
             f"{fanout:>6} {ideal * 1000:>9.1f} {total * 1000:>8.1f} {(total - ideal) * 1000:>12.1f} "
             f"{ideal_first * 1000:>11.1f} {(first - ideal_first) * 1000:>13.1f}"
         )
-    spreads = []
-    for _ in range(args.runs):
-        fake.control("POST", "reset")
-        fake.control("POST", "default", latency)
-        await mesh_call(gateway, 32)
-        spreads.append(worker_spread_ms(fake))
-    print(f"worker start spread at fanout 32: median {statistics.median(spreads):.1f} ms, max {max(spreads):.1f} ms")
+    for label, run in (("mesh", lambda: mesh_call(gateway, 32)), ("direct (floor)", lambda: direct_calls(direct, 32))):
+        spreads = []
+        for _ in range(args.runs):
+            fake.control("POST", "reset")
+            fake.control("POST", "default", latency)
+            await run()
+            spreads.append(worker_spread_ms(fake))
+        print(
+            f"worker start spread at fanout 32, {label}: median {statistics.median(spreads):.1f} ms, "
+            f"max {max(spreads):.1f} ms"
+        )
     fake.control("POST", "reset")  # no model latency from here on
-    pids = [s.process.pid for s in mesh.services]
+    pids = {s.name: s.process.pid for s in mesh.services}
     rate, cpu = await throughput(args.requests, 32, lambda: mesh_call(gateway, 3), pids)
-    direct_rate, _ = await throughput(args.requests, 32, lambda: direct_calls(direct, 3), [])
+    direct_rate, direct_cpu = await throughput(
+        args.requests, 32, lambda: direct_calls(direct, 3), {"bench": os.getpid()}
+    )
+    by_service = ", ".join(f"{name} {ms:.1f}" for name, ms in cpu.items())
     print(f"32 concurrent streams, fanout 3, no model latency, {args.requests} requests:")
-    print(f"   mesh: {rate:.1f} requests/s, {cpu:.1f} CPU ms per request (all service processes)")
-    print(f"   direct calls to the fake (floor): {direct_rate:.1f} requests/s")
+    print(f"   mesh: {rate:.1f} requests/s, {sum(cpu.values()):.1f} CPU ms per request ({by_service})")
+    print(
+        f"   direct calls to the fake (floor): {direct_rate:.1f} requests/s, "
+        f"{direct_cpu['bench']:.1f} CPU ms per request (the calling process)"
+    )
     await direct.close()
     await gateway.close()
 
@@ -153,6 +161,9 @@ def main() -> None:
     parser.add_argument("--token-ms", type=int, default=10)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for every service (repeatable)"
+    )
     args = parser.parse_args()
     with spawn_fake_anthropic(api_key=API_KEY) as fake, tempfile.TemporaryDirectory() as workdir:
         env = {
@@ -164,6 +175,7 @@ def main() -> None:
             "WORKER_MODEL": MODEL,
             "SYNTHESIZER_MODEL": MODEL,
             "ORCHESTRATOR_MODEL": MODEL,
+            **dict(setting.split("=", 1) for setting in args.env),
         }
         with process_mesh(Path(workdir), env=env) as mesh:
             asyncio.run(measure(mesh, fake, args))
