@@ -9,6 +9,7 @@ from typing import Annotated, ClassVar, Literal, TypeVar
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agentmesh.event_loop import EventLoopName
 from agentmesh.llm import registry
 from agentmesh.llm.pricing import OFFLINE_MODEL, PriceTable, load_prices
 from agentmesh.rpc.options import DEFAULT_MAX_CONNECTION_AGE_S
@@ -76,6 +77,9 @@ class CommonSettings(GrpcTlsSettings):
     otel_service_name: str | None = None
     otel_exporter_otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP base URL; unset: no export")
     otel_sdk_disabled: bool = False
+    event_loop: EventLoopName = Field(
+        default="uvloop", description="uvloop (less CPU on every hop) or asyncio (the standard library's loop)"
+    )
     shutdown_grace_period: float = Field(
         default=125.0, ge=0, description="seconds open calls may take to finish after SIGTERM (fits a whole run)"
     )

@@ -68,6 +68,7 @@ def uvicorn_config(app: FastAPI, settings: GatewaySettings) -> uvicorn.Config:
         access_log=False,
         server_header=False,
         ws="none",
+        loop=settings.event_loop,
         # h11 with read deadlines and a connection bound (gateway.http_protocol), whatever else is installed.
         http=edge_protocol(
             EdgeLimits(

@@ -14,6 +14,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
+from agentmesh import event_loop
 from agentmesh.llm.breaker import BreakerRegistry
 from agentmesh.llm.factory import create_provider
 from agentmesh.llm.provider import LLMProvider
@@ -154,6 +155,6 @@ def run_service(settings_class: type[S], start: Callable[[S, LLMProvider], Await
         logger.info("%s stopped", name)
 
     try:
-        asyncio.run(serve())
+        event_loop.run(serve(), settings.event_loop)
     finally:
         shutdown_tracing()
