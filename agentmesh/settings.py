@@ -75,7 +75,7 @@ class CommonSettings(GrpcTlsSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "standard"] = "json"
     otel_service_name: str | None = None
-    otel_exporter_otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP base URL; unset: no export")
+    otel_exporter_otlp_endpoint: str | None = Field(default=None, description="OTLP/HTTP base URL; unset: no tracing")
     otel_sdk_disabled: bool = False
     event_loop: EventLoopName = Field(
         default="uvloop", description="uvloop (less CPU on every hop) or asyncio (the standard library's loop)"

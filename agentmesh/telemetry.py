@@ -1,7 +1,9 @@
-"""OpenTelemetry for every process: one tracer provider, OTLP export only when an endpoint is set.
+"""OpenTelemetry for every process: one tracer provider exporting over OTLP, once an endpoint is set.
 
-Tracing is on by default (log lines then carry trace ids) and costs no network without an endpoint;
-OTEL_SDK_DISABLED=true turns it off entirely, instrumentation included.
+Without OTEL_EXPORTER_OTLP_ENDPOINT nothing is installed: spans nobody receives took a quarter of the mesh's CPU
+per request and half its added latency, even unsampled (the instrumentation wraps every call and ASGI message).
+Request ids still tie the log lines of one request together; trace ids join them once tracing is on.
+OTEL_SDK_DISABLED=true keeps tracing off even with an endpoint.
 """
 
 from __future__ import annotations
@@ -22,13 +24,12 @@ _provider: TracerProvider | None = None
 def configure_tracing(service: str, settings: CommonSettings) -> TracerProvider | None:
     """Installs the process's tracer provider; call once, before any server or channel is created."""
     global _provider
-    if settings.otel_sdk_disabled:
+    if settings.otel_sdk_disabled or not settings.otel_exporter_otlp_endpoint:
         return None
     name = settings.otel_service_name or f"agentmesh-{service}"
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
-    if settings.otel_exporter_otlp_endpoint:
-        endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    endpoint = settings.otel_exporter_otlp_endpoint.rstrip("/") + "/v1/traces"
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     trace.set_tracer_provider(provider)
     _provider = provider
     return provider
