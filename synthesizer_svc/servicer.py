@@ -1,7 +1,12 @@
-"""Synthesizer.Synthesize: relays the model's stream as text deltas, then one usage chunk."""
+"""Synthesizer.Synthesize: relays the model's stream as text deltas, then one usage chunk.
+
+Deltas that arrive while the previous chunk is being written go on as one chunk (``read_ahead``): a model that
+streams faster than the call is written costs one message per write, not one per token.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -10,6 +15,7 @@ import grpc
 
 from agentmesh.budget import fit_call
 from agentmesh.llm.provider import LLMProvider, StreamDone, TextDelta
+from agentmesh.read_ahead import read_ahead
 from agentmesh.usage import usage_message
 from agentmesh.v1 import synthesizer_pb2, synthesizer_pb2_grpc
 from synthesizer_svc.prompt import build_prompt
@@ -33,17 +39,24 @@ class SynthesizerServicer(synthesizer_pb2_grpc.SynthesizerServicer):
         if request.max_cost_usd > 0:
             prompt = fit_call(prompt, self._prices, request.max_cost_usd)
         started = time.monotonic()
-        async for item in self._provider.stream(prompt):
-            if isinstance(item, TextDelta):
-                yield synthesizer_pb2.SynthesizeChunk(text_delta=item.text)
-            elif isinstance(item, StreamDone):
-                logger.info(
-                    "synthesis done",
-                    extra={
-                        "duration_ms": int((time.monotonic() - started) * 1000),
-                        "model": item.usage.model,
-                        "results": len(request.results),
-                        "failed": sum(1 for r in request.results if r.error),
-                    },
-                )
-                yield synthesizer_pb2.SynthesizeChunk(usage=usage_message("synthesizer", item.usage))
+        async with contextlib.aclosing(read_ahead(self._provider.stream(prompt))) as batches:
+            async for items in batches:
+                if text := "".join(item.text for item in items if isinstance(item, TextDelta)):
+                    yield synthesizer_pb2.SynthesizeChunk(text_delta=text)
+                for done in (item for item in items if isinstance(item, StreamDone)):
+                    yield _usage_chunk(done, request, started)
+
+
+def _usage_chunk(
+    done: StreamDone, request: synthesizer_pb2.SynthesizeRequest, started: float
+) -> synthesizer_pb2.SynthesizeChunk:
+    logger.info(
+        "synthesis done",
+        extra={
+            "duration_ms": int((time.monotonic() - started) * 1000),
+            "model": done.usage.model,
+            "results": len(request.results),
+            "failed": sum(1 for r in request.results if r.error),
+        },
+    )
+    return synthesizer_pb2.SynthesizeChunk(usage=usage_message("synthesizer", done.usage))
