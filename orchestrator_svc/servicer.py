@@ -16,6 +16,7 @@ from agentmesh.budget import SPENT_TRAILER, BudgetExceeded
 from agentmesh.deadline import deadline_in
 from agentmesh.errors import InvalidInput
 from agentmesh.llm.provider import InvalidResponse, LLMProvider, ProviderError
+from agentmesh.read_ahead import read_ahead
 from agentmesh.rpc.deadline import MARGIN_S, phase_budget
 from agentmesh.rpc.errors import PhaseFailed, downstream_failure, status_for
 from agentmesh.usage import summarize, usage_message
@@ -250,12 +251,15 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         usage: common_pb2.Usage | None = None
         call = self._downstream.synthesizer.Synthesize(request, timeout=budget, wait_for_ready=self._downstream.serving)
         try:
-            async for chunk in call:
-                if chunk.HasField("usage"):
-                    usage = chunk.usage
-                    usages.append(chunk.usage)
-                else:
-                    yield orchestrator_pb2.RunEvent(text_delta=chunk.text_delta)
+            # Deltas that arrive while the last event is being written go on as one (see agentmesh.read_ahead).
+            async with contextlib.aclosing(read_ahead(aiter(call))) as batches:
+                async for chunks in batches:
+                    if text := "".join(chunk.text_delta for chunk in chunks if not chunk.HasField("usage")):
+                        yield orchestrator_pb2.RunEvent(text_delta=text)
+                    for chunk in chunks:
+                        if chunk.HasField("usage"):
+                            usage = chunk.usage
+                            usages.append(chunk.usage)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise PhaseFailed(exc.code(), f"synthesis timed out after {round(budget, 2):g} s") from None
