@@ -1,10 +1,9 @@
-"""Server-sent events: framing, keep-alive comments while the run is silent, and a response that always closes."""
+"""Server-sent events: framing, and a response that always closes its body."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from typing import Any
 
 from starlette.responses import StreamingResponse
@@ -19,34 +18,9 @@ def event(payload: Mapping[str, Any]) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
-async def _next(source: AsyncIterator[bytes]) -> bytes | None:
-    try:
-        return await anext(source)
-    except StopAsyncIteration:
-        return None
-
-
-async def with_keepalive(source: AsyncGenerator[bytes, None], interval: float) -> AsyncGenerator[bytes, None]:
-    """Relays ``source``, adding a ``: keep-alive`` comment whenever it has been silent for ``interval`` seconds.
-
-    The next item is awaited in a task that silence never cancels, because cancelling a grpc.aio read
-    cancels the whole call. Closing this generator cancels that task, which ends ``source`` where it waits.
-    """
-    pending: asyncio.Task[bytes | None] | None = None
-    try:
-        while True:
-            pending = asyncio.create_task(_next(source))
-            while not (await asyncio.wait({pending}, timeout=interval))[0]:
-                yield KEEPALIVE
-            item, pending = pending.result(), None
-            if item is None:
-                return
-            yield item
-    finally:
-        if pending is not None:
-            pending.cancel()
-            await asyncio.wait({pending})
-        await source.aclose()
+def events(payloads: Iterable[Mapping[str, Any]]) -> bytes:
+    """Several events as one write."""
+    return b"".join(event(payload) for payload in payloads)
 
 
 class EventStreamResponse(StreamingResponse):

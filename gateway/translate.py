@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,6 +137,21 @@ class Progress:
             return f"✓ {title} done in {finished.duration_ms / 1000:.1f} s\n"
         said = {"timed_out": "did not finish in time", "over_budget": "left out (cost cap)"}
         return f"✗ {title} {said.get(missing.outcome, missing.outcome)}: {finished.error}\n"
+
+
+def joined(events: list[orchestrator_pb2.RunEvent]) -> Iterator[orchestrator_pb2.RunEvent]:
+    """``events`` with each run of consecutive text deltas as one: one chunk for the client instead of many."""
+    text: list[str] = []
+    for event in events:
+        if event.WhichOneof("event") == "text_delta":
+            text.append(event.text_delta)
+            continue
+        if text:
+            yield orchestrator_pb2.RunEvent(text_delta="".join(text))
+            text = []
+        yield event
+    if text:
+        yield orchestrator_pb2.RunEvent(text_delta="".join(text))
 
 
 @dataclass

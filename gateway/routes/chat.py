@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import grpc
@@ -13,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from agentmesh import metrics
+from agentmesh.read_ahead import read_ahead
 from agentmesh.request_context import current_request_id, new_request_id
 from agentmesh.v1 import orchestrator_pb2
 from gateway import sse, translate
@@ -102,8 +104,8 @@ async def create_chat_completion(
         raise
     if body.stream:
         chunks = translate.ChunkStream(completion_id, created, body.model, show_progress, body.include_usage)
-        relay = _relay(stream, first, chunks, run_log)
-        return sse.EventStreamResponse(sse.with_keepalive(relay, settings.sse_keepalive_seconds), grant.headers())
+        relay = _relay(stream, first, chunks, run_log, settings.sse_keepalive_seconds)
+        return sse.EventStreamResponse(relay, grant.headers())
     run_log.finish("ok")
     result = translate.completion(completion_id, created, body.model, events, show_progress)
     return JSONResponse(result.model_dump(), headers=grant.headers(stream.cost))
@@ -114,21 +116,26 @@ async def _relay(
     first: asyncio.Future[orchestrator_pb2.RunEvent | None],
     chunks: translate.ChunkStream,
     run_log: RunLog,
+    keepalive_s: float,
 ) -> AsyncGenerator[bytes, None]:
-    """The SSE body: after the first byte an error becomes one error event, and [DONE] always ends it."""
+    """The SSE body: after the first byte an error becomes one error event, and [DONE] always ends it.
+
+    Events are read ahead of the client (``read_ahead``): what arrived while the last write was going out is
+    sent as one write, its text deltas as one chunk; a silence of ``keepalive_s`` sends a keep-alive comment.
+    """
     outcome, message = "ok", ""
     metrics.streams_in_flight.inc()
     try:
-        for chunk in chunks.start():
-            yield sse.event(chunk)
-        event = await first
-        while event is not None:
-            run_log.observe(event)
-            for chunk in chunks.on_event(event):
-                yield sse.event(chunk)
-            event = await stream.next_event()
-        for chunk in chunks.finish():
-            yield sse.event(chunk)
+        yield sse.events(chunks.start())
+        async with contextlib.aclosing(read_ahead(_run_events(first, stream), idle_after=keepalive_s)) as batches:
+            async for events in batches:
+                if not events:
+                    yield sse.KEEPALIVE
+                    continue
+                for event in events:
+                    run_log.observe(event)
+                yield sse.events(chunk for event in translate.joined(events) for chunk in chunks.on_event(event))
+        yield sse.events(chunks.finish())
     except grpc.aio.AioRpcError as exc:
         error = rpc_error(exc)
         outcome, message = exc.code().name, error.message
@@ -155,16 +162,23 @@ async def _relay(
     yield sse.DONE
 
 
+async def _run_events(
+    first: asyncio.Future[orchestrator_pb2.RunEvent | None], stream: SpendingRun
+) -> AsyncIterator[orchestrator_pb2.RunEvent]:
+    event = await first
+    while event is not None:
+        yield event
+        event = await stream.next_event()
+
+
 async def _events(
     first: asyncio.Future[orchestrator_pb2.RunEvent | None], stream: SpendingRun, run_log: RunLog
 ) -> list[orchestrator_pb2.RunEvent]:
     """Every event of the run, each observed as it arrives: the run's record gets its real timeline."""
     events = []
-    event = await first
-    while event is not None:
+    async for event in _run_events(first, stream):
         run_log.observe(event)
         events.append(event)
-        event = await stream.next_event()
     return events
 
 
