@@ -39,7 +39,14 @@ from agentmesh.llm.provider import (
     ToolCall,
     Unavailable,
 )
-from agentmesh.llm.upstream import origin, redact, request_headers, retry_after_s
+from agentmesh.llm.upstream import (
+    connection_cause,
+    origin,
+    redact,
+    refused_connection,
+    request_headers,
+    retry_after_s,
+)
 from agentmesh.settings import SETTINGS_CONFIG, load_settings
 
 # Per read/write (a stream silent for this long is cut); the per-phase deadlines usually cancel a call first.
@@ -87,11 +94,14 @@ class AnthropicProvider:
     ) -> None:
         """``api_key``/``base_url`` of None let the SDK read ``ANTHROPIC_API_KEY``/``ANTHROPIC_BASE_URL``."""
         # max_retries=0: the RetryingProvider wrapper is the only retry loop (stacked loops multiply calls).
+        # The SDK's aiohttp transport (its `aiohttp` extra): a third of the CPU of its default httpx transport per
+        # call, and the model calls are most of what a worker does.
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key,
             base_url=base_url,
             max_retries=0,
             timeout=anthropic.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
+            http_client=anthropic.DefaultAioHttpClient(),
         )
         self._where = origin(self._client.base_url)
 
@@ -170,10 +180,10 @@ def map_error(exc: anthropic.APIError, where: str, api_key: str | None = None) -
 
     Raise it ``from None``: the SDK's own message quotes the whole upstream body, summarised (and redacted) here.
     """
-    if isinstance(exc, anthropic.APITimeoutError):
+    if isinstance(exc, anthropic.APITimeoutError) and refused_connection(exc) is None:
         return Unavailable(f"the Anthropic API at {where} did not answer in time", retryable=True)
     if isinstance(exc, anthropic.APIConnectionError):
-        cause = f"{type(exc.__cause__).__name__}: {exc.__cause__}" if exc.__cause__ else exc.message
+        cause = connection_cause(exc, exc.message)
         return Unavailable(
             f"could not reach the Anthropic API at {where} ({cause}): check ANTHROPIC_BASE_URL and the network",
             retryable=True,

@@ -45,7 +45,14 @@ from agentmesh.llm.provider import (
     ToolCall,
     Unavailable,
 )
-from agentmesh.llm.upstream import origin, redact, request_headers, retry_after_s
+from agentmesh.llm.upstream import (
+    connection_cause,
+    origin,
+    redact,
+    refused_connection,
+    request_headers,
+    retry_after_s,
+)
 from agentmesh.settings import SETTINGS_CONFIG, load_settings
 
 logger = logging.getLogger(__name__)
@@ -98,6 +105,7 @@ class OpenAIProvider:
             base_url=base_url,
             max_retries=0,
             timeout=openai.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
+            http_client=openai.DefaultAioHttpClient(),  # the SDK's aiohttp transport: see agentmesh.llm.anthropic
         )
         self._where = origin(self._client.base_url)
         self._official = self._client.base_url.host == OPENAI_HOST
@@ -256,10 +264,10 @@ def map_error(exc: openai.APIError, where: str, api_key: str | None = None) -> P
 
     Raise it ``from None``: the SDK's own message quotes the whole upstream body, summarised (and redacted) here.
     """
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) and refused_connection(exc) is None:
         return Unavailable(f"the model server at {where} did not answer in time", retryable=True)
     if isinstance(exc, openai.APIConnectionError):
-        cause = f"{type(exc.__cause__).__name__}: {exc.__cause__}" if exc.__cause__ else exc.message
+        cause = connection_cause(exc, exc.message)
         return Unavailable(
             f"could not reach the model server at {where} ({cause}): check OPENAI_BASE_URL and the network",
             retryable=True,

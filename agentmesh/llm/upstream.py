@@ -55,3 +55,24 @@ def request_headers() -> dict[str, str] | None:
     """The current request id as a header, so upstream logs can be matched with ours."""
     request_id = current_request_id()
     return {REQUEST_ID_HEADER: request_id} if request_id else None
+
+
+def refused_connection(exc: BaseException) -> BaseException | None:
+    """The refused or reset connection behind an SDK error, if that is what it was.
+
+    The SDKs' aiohttp transport reports a refused connection as a connect *timeout*; the user needs to hear
+    that nothing answered at the address, which is a setting to check, not a server being slow.
+    """
+    cause = exc.__cause__
+    while cause is not None:
+        os_error = getattr(cause, "os_error", cause)  # aiohttp keeps the socket's error there
+        if isinstance(os_error, ConnectionError):
+            return os_error
+        cause = cause.__cause__
+    return None
+
+
+def connection_cause(exc: BaseException, message: str) -> str:
+    """What failed, as ``Class: text``: the refused connection when there was one, else the SDK's cause."""
+    cause = refused_connection(exc) or exc.__cause__
+    return f"{type(cause).__name__}: {cause}" if cause is not None else message

@@ -316,7 +316,7 @@ async def test_connection_refused_is_unavailable(closed_port: int) -> None:
         AnthropicProvider(api_key=FAKE_API_KEY, base_url=f"http://127.0.0.1:{closed_port}"), FAST_RETRY
     )
     try:
-        with pytest.raises(Unavailable, match=r"ConnectError.*ANTHROPIC_BASE_URL") as caught:
+        with pytest.raises(Unavailable, match=r"ConnectionRefusedError.*ANTHROPIC_BASE_URL") as caught:
             await provider.complete(PROMPT)
     finally:
         await provider.aclose()
