@@ -468,6 +468,9 @@ def server_config(app: FakeAPI, *, own_logging: bool = False) -> uvicorn.Config:
         log_config=uvicorn.config.LOGGING_CONFIG if own_logging else None,
         access_log=False,
         timeout_graceful_shutdown=2,
+        # As real API servers do, idle connections stay open well past a pause between two calls: with
+        # uvicorn's 5 s a client could reuse a connection the server was closing and see a read error.
+        timeout_keep_alive=75,
     )
 
 
