@@ -110,7 +110,10 @@ def worker_spread_ms(fake: FakeAnthropicProcess) -> float:
 
 
 async def measure(mesh: ProcessMesh, fake: FakeAnthropicProcess, args: argparse.Namespace) -> None:
-    direct = anthropic.AsyncAnthropic(api_key=API_KEY, base_url=fake.base_url, max_retries=0)
+    # The transport the mesh's providers use (agentmesh.llm.anthropic), so the floor is the same SDK path.
+    direct = anthropic.AsyncAnthropic(
+        api_key=API_KEY, base_url=fake.base_url, max_retries=0, http_client=anthropic.DefaultAioHttpClient()
+    )
     gateway = openai.AsyncOpenAI(
         base_url=f"{mesh.base_url}/v1", api_key=mint_token(mesh.jwt_secret), max_retries=0, timeout=120
     )
