@@ -46,6 +46,7 @@ EDGE_ON = {
     "RATE_LIMIT_ENABLED": "true",
     "RATE_LIMIT_CHAT_COMPLETIONS": "10000000/minute",
     "RATE_LIMIT_DEFAULT": "10000000/minute",
+    "RATE_LIMIT_PER_IP": "10000000/minute",  # one client address sends everything
     "MAX_CONCURRENT_STREAMS_PER_USER": "8",
     "CORS_ALLOW_ORIGINS": "https://app.example",
     "HSTS_MAX_AGE": "31536000",

@@ -9,7 +9,7 @@ streamed deltas) and all four services as processes, then measures, through the 
 - requests/s and CPU ms per request (all service processes) at 32 concurrent streams with no model latency,
   beside the same for direct calls (5 per request: 1 plan, 3 workers, 1 synthesis, in the mesh's order).
 
-    .venv/bin/python -m bench.headline [--runs 5] [--requests 300] [--env NAME=VALUE ...]
+    .venv/bin/python -m bench.headline [--runs 5] [--requests 300] [--workers 1] [--env NAME=VALUE ...]
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ async def measure(mesh: ProcessMesh, fake: FakeAnthropicProcess, args: argparse.
             f"max {max(spreads):.1f} ms"
         )
     fake.control("POST", "reset")  # no model latency from here on
-    pids = {s.name: s.process.pid for s in mesh.services}
+    pids = {s.log_path.stem: s.process.pid for s in mesh.services}  # worker0, worker1, ... when replicated
     rate, cpu = await throughput(args.requests, 32, lambda: mesh_call(gateway, 3), pids)
     direct_rate, direct_cpu = await throughput(
         args.requests, 32, lambda: direct_calls(direct, 3), {"bench": os.getpid()}
@@ -164,6 +164,7 @@ def main() -> None:
     parser.add_argument("--token-ms", type=int, default=10)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (replicas), as WORKER_REPLICAS")
     parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for every service (repeatable)"
     )
@@ -180,7 +181,7 @@ def main() -> None:
             "ORCHESTRATOR_MODEL": MODEL,
             **dict(setting.split("=", 1) for setting in args.env),
         }
-        with process_mesh(Path(workdir), env=env) as mesh:
+        with process_mesh(Path(workdir), env=env, workers=args.workers) as mesh:
             asyncio.run(measure(mesh, fake, args))
 
 
