@@ -1,0 +1,47 @@
+"""What every process runs on: the event loop EVENT_LOOP names, and tracing only once spans have somewhere to go."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import uvloop
+
+from agentmesh import event_loop, telemetry
+from agentmesh.settings import CommonSettings
+
+
+@pytest.mark.parametrize(("name", "loop_type"), [("uvloop", uvloop.Loop), ("asyncio", asyncio.BaseEventLoop)])
+def test_the_process_runs_on_the_loop_event_loop_names(name: event_loop.EventLoopName, loop_type: type) -> None:
+    seen: list[asyncio.AbstractEventLoop] = []
+
+    async def main() -> None:
+        seen.append(asyncio.get_running_loop())
+
+    event_loop.run(main(), name)
+    assert isinstance(seen[0], loop_type)
+    if name == "asyncio":
+        assert not isinstance(seen[0], uvloop.Loop)
+
+
+def test_event_loop_defaults_to_uvloop_and_refuses_other_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert CommonSettings().event_loop == "uvloop"
+    monkeypatch.setenv("EVENT_LOOP", "trio")
+    with pytest.raises(ValueError, match="event_loop"):
+        CommonSettings()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},  # the default: no endpoint, so no span would ever leave the process
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_SDK_DISABLED": "true"},
+    ],
+)
+def test_without_an_endpoint_no_tracing_is_installed(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert telemetry.configure_tracing("worker", CommonSettings()) is None
+    assert telemetry.server_tracer() is None
+    assert telemetry.client_interceptors() == []
