@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import pytest
 
@@ -44,12 +44,18 @@ class Source:
         await self.queue.join()
 
 
-async def test_the_first_item_goes_at_once_and_what_arrives_meanwhile_goes_as_one_batch() -> None:
-    source = Source()
+async def reading(source: Source) -> AsyncGenerator[list[str], None]:
+    """Batches of ``source`` whose first item, "a", has gone through on its own."""
     batches = read_ahead(source.items())
     first = asyncio.ensure_future(anext(batches))
     await source.put_read("a")
-    assert await first == ["a"]  # not held back for a second item
+    assert await first == ["a"]
+    return batches
+
+
+async def test_the_first_item_goes_at_once_and_what_arrives_meanwhile_goes_as_one_batch() -> None:
+    source = Source()
+    batches = await reading(source)  # "a" came alone: not held back for a second item
     await source.put_read("b", "c", "d")  # the consumer is busy elsewhere meanwhile
     assert await anext(batches) == ["b", "c", "d"]
     await source.put_read(END)
@@ -59,10 +65,7 @@ async def test_the_first_item_goes_at_once_and_what_arrives_meanwhile_goes_as_on
 
 async def test_an_error_comes_after_the_items_read_before_it() -> None:
     source = Source()
-    batches = read_ahead(source.items())
-    first = asyncio.ensure_future(anext(batches))
-    await source.put_read("a")
-    assert await first == ["a"]
+    batches = await reading(source)
     await source.put_read("b", "c", ValueError("upstream failed"))
     assert await anext(batches) == ["b", "c"]
     with pytest.raises(ValueError, match="upstream failed"):
@@ -83,10 +86,7 @@ async def test_silence_gives_an_empty_batch_and_the_waiting_read_goes_on() -> No
 
 async def test_closing_the_batches_cancels_the_read_and_closes_the_source() -> None:
     source = Source()
-    batches = read_ahead(source.items())
-    first = asyncio.ensure_future(anext(batches))
-    await source.put_read("a")
-    assert await first == ["a"]
+    batches = await reading(source)
     await batches.aclose()
     assert source.cancelled
     assert source.closed.is_set()
@@ -94,10 +94,7 @@ async def test_closing_the_batches_cancels_the_read_and_closes_the_source() -> N
 
 async def test_a_source_cancelled_on_its_own_is_not_a_quiet_end() -> None:
     source = Source()
-    batches = read_ahead(source.items())
-    first = asyncio.ensure_future(anext(batches))
-    await source.put_read("a")
-    assert await first == ["a"]
+    batches = await reading(source)
     await source.put_read("b", asyncio.CancelledError())  # e.g. a gRPC call cancelled by someone else
     assert await anext(batches) == ["b"]
     with pytest.raises(asyncio.CancelledError):
