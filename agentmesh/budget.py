@@ -63,9 +63,16 @@ def affordable_tokens(price: ModelPrice, input_tokens: int, budget_usd: float, w
     left = budget_usd * 1_000_000 - input_tokens * price.input_per_mtok
     if left < 0:
         return 0
-    if price.output_per_mtok == 0:
-        return wanted
-    return min(wanted, math.floor(left / price.output_per_mtok))
+    return tokens_within(left, price.output_per_mtok, wanted)
+
+
+def tokens_within(room: float, per_token: float, most: int) -> int:
+    """How many of ``most`` tokens ``room`` pays for at ``per_token`` each. Compared before flooring: a cap near
+    the largest float overflows the division to inf, which no integer holds."""
+    if per_token == 0:
+        return most
+    affordable = room / per_token
+    return most if affordable >= most else math.floor(affordable)
 
 
 def floor_tokens(configured_max: int) -> int:

@@ -6,7 +6,6 @@ prompt they really send (``agentmesh.budget.fit_call``), so the constants below 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ from agentmesh.budget import (
     input_tokens_bound,
     price_of,
     text_tokens_bound,
+    tokens_within,
     worst_case_usd,
 )
 from agentmesh.llm.pricing import ModelPrice, PriceTable, cost_usd
@@ -72,8 +72,7 @@ def fit_plan(
     included = list(subtasks)
     while included:
         fixed, per_token = _cost_line(objective, subtasks, included, worker, synthesizer)
-        tokens = worker.max_tokens if per_token == 0 else math.floor((available - fixed) / per_token)
-        tokens = min(worker.max_tokens, tokens)
+        tokens = tokens_within(available - fixed, per_token, worker.max_tokens)
         if tokens >= floor_tokens(worker.max_tokens):
             kept = {s.id for s in included}
             result_bytes = len(included) * tokens * OUTPUT_BYTES_PER_TOKEN

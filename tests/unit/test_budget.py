@@ -81,6 +81,13 @@ def test_a_plan_keeps_all_subtasks_with_lower_max_tokens_while_it_can() -> None:
     assert tight.left_out == []
 
 
+def test_a_cap_as_large_as_a_float_goes_keeps_the_whole_plan_and_every_call() -> None:
+    # Found by the schemathesis fuzz test: the cap over a per-token price overflowed to inf, and the run got a 500.
+    fit = fit_plan(1.7e308, "objective", _subtasks(4), WORKER, SYNTHESIZER)
+    assert (fit.worker_tokens, fit.left_out) == (1000, [])
+    assert fit_call(_prompt("x" * 1000), PRICES, 1.7e308).max_tokens == 1000
+
+
 def test_a_plan_leaves_subtasks_out_from_its_end_with_their_dependents() -> None:
     subtasks = _subtasks(3)
     subtasks.insert(1, common_pb2.Subtask(id="needs-last", instruction="x", depends_on=["t2"]))
