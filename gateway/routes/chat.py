@@ -134,7 +134,8 @@ async def _relay(
                     continue
                 for event in events:
                     run_log.observe(event)
-                yield sse.events(chunk for event in translate.joined(events) for chunk in chunks.on_event(event))
+                if data := sse.events(chunk for event in translate.joined(events) for chunk in chunks.on_event(event)):
+                    yield data  # events with nothing to show (the usage, progress when hidden) write nothing
         yield sse.events(chunks.finish())
     except grpc.aio.AioRpcError as exc:
         error = rpc_error(exc)
