@@ -65,6 +65,7 @@ run: setup env
 	$(VPY) scripts/run_local.py
 
 # Each bench/<name>.py runs as `python -m bench.<name>` (they import tests.support); BENCH_ARGS go to each.
+# bench/_<name>.py are helpers the benches share.
 BENCH_ARGS ?=
 bench: setup
 	$(VPY) -m bench.headline $(BENCH_ARGS)
@@ -72,7 +73,7 @@ bench: setup
 bench-all: setup
 	@shopt -s nullglob; ran=0; \
 	for b in bench/*.py; do \
-		name=$$(basename "$$b" .py); [ "$$name" = __init__ ] && continue; \
+		name=$$(basename "$$b" .py); case "$$name" in __init__|_*) continue;; esac; \
 		echo "== bench.$$name"; $(VPY) -m "bench.$$name" $(BENCH_ARGS); ran=1; \
 	done; \
 	[ $$ran = 1 ] || echo "no benchmarks in bench/"

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,12 +26,11 @@ from typing import Any
 import anthropic
 import openai
 
+from bench._fake_model_mesh import API_KEY, MODEL, fake_model_mesh
 from tests.e2e.conftest import mint_token
-from tests.support.fake_anthropic import FakeAnthropicProcess, agent_of, spawn_fake_anthropic
-from tests.support.processes import ProcessMesh, process_mesh
+from tests.support.fake_anthropic import FakeAnthropicProcess, agent_of
+from tests.support.processes import ProcessMesh
 
-API_KEY = "sk-ant-bench-headline-0123456789"
-MODEL = "claude-haiku-4-5-20251001"
 PLAN_TOOL: Any = {
     "name": "plan",
     "description": "plan",
@@ -64,9 +62,12 @@ async def direct_calls(client: anthropic.AsyncAnthropic, fanout: int) -> tuple[f
     ]
     await asyncio.gather(*workers)
     first = 0.0
-    async with client.messages.stream(model=MODEL, max_tokens=512, messages=messages) as stream:
-        async for _ in stream.text_stream:
-            first = first or time.perf_counter() - started
+    # Raw events, as the mesh's synthesizer reads them (agentmesh.llm.anthropic).
+    events = await client.messages.create(model=MODEL, max_tokens=512, messages=messages, stream=True)
+    async with events:
+        async for event in events:
+            if not first and event.type == "content_block_delta":
+                first = time.perf_counter() - started
     return time.perf_counter() - started, first
 
 
@@ -169,20 +170,9 @@ def main() -> None:
         "--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for every service (repeatable)"
     )
     args = parser.parse_args()
-    with spawn_fake_anthropic(api_key=API_KEY) as fake, tempfile.TemporaryDirectory() as workdir:
-        env = {
-            "ANTHROPIC_API_KEY": API_KEY,
-            "ANTHROPIC_BASE_URL": fake.base_url,
-            "RATE_LIMIT_ENABLED": "false",
-            "MAX_CONCURRENT_STREAMS_PER_USER": "0",  # one token holds all 32 streams
-            "MAX_SUBTASKS": "32",
-            "WORKER_MODEL": MODEL,
-            "SYNTHESIZER_MODEL": MODEL,
-            "ORCHESTRATOR_MODEL": MODEL,
-            **dict(setting.split("=", 1) for setting in args.env),
-        }
-        with process_mesh(Path(workdir), env=env, workers=args.workers) as mesh:
-            asyncio.run(measure(mesh, fake, args))
+    settings = dict(setting.split("=", 1) for setting in args.env)
+    with fake_model_mesh(args.workers, settings) as (mesh, fake):
+        asyncio.run(measure(mesh, fake, args))
 
 
 if __name__ == "__main__":

@@ -20,19 +20,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import openai
 
+from bench._fake_model_mesh import fake_model_mesh
 from tests.e2e.conftest import mint_token
-from tests.support.fake_anthropic import FakeAnthropicProcess, agent_of, spawn_fake_anthropic
-from tests.support.processes import ProcessMesh, process_mesh
-
-API_KEY = "sk-ant-bench-ttft-0123456789"
-MODEL = "claude-haiku-4-5-20251001"
+from tests.support.fake_anthropic import FakeAnthropicProcess, agent_of
+from tests.support.processes import ProcessMesh
 
 
 async def one_request(client: openai.AsyncOpenAI, fanout: int) -> tuple[float, float]:
@@ -88,18 +84,8 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=100)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    with spawn_fake_anthropic(api_key=API_KEY) as fake, tempfile.TemporaryDirectory() as workdir:
-        env = {
-            "ANTHROPIC_API_KEY": API_KEY,
-            "ANTHROPIC_BASE_URL": fake.base_url,
-            "RATE_LIMIT_ENABLED": "false",
-            "MAX_SUBTASKS": "32",
-            "WORKER_MODEL": MODEL,
-            "SYNTHESIZER_MODEL": MODEL,
-            "ORCHESTRATOR_MODEL": MODEL,
-        }
-        with process_mesh(Path(workdir), env=env, workers=args.workers) as mesh:
-            asyncio.run(measure(mesh, fake, args))
+    with fake_model_mesh(args.workers) as (mesh, fake):
+        asyncio.run(measure(mesh, fake, args))
 
 
 if __name__ == "__main__":
