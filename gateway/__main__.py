@@ -11,6 +11,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from agentmesh.gc_tuning import freeze_startup_heap
 from agentmesh.logging import configure_logging
 from agentmesh.settings import load_settings
 from agentmesh.telemetry import configure_tracing, shutdown_tracing
@@ -36,6 +37,10 @@ class DrainingServer(uvicorn.Server):
         self._app = app
         self._drain_delay = settings.shutdown_drain_delay
         self._grace = settings.shutdown_grace_period
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        freeze_startup_heap()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         mark_draining(self._app)

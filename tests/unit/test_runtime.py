@@ -1,13 +1,15 @@
-"""What every process runs on: the event loop EVENT_LOOP names, and tracing only once spans have somewhere to go."""
+"""What every process runs on: the event loop EVENT_LOOP names, tracing only once spans have somewhere to go, and
+a start-up heap the garbage collector no longer walks."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 import uvloop
 
-from agentmesh import event_loop, telemetry
+from agentmesh import event_loop, gc_tuning, telemetry
 from agentmesh.settings import CommonSettings
 
 
@@ -45,3 +47,21 @@ def test_without_an_endpoint_no_tracing_is_installed(monkeypatch: pytest.MonkeyP
     assert telemetry.configure_tracing("worker", CommonSettings()) is None
     assert telemetry.server_tracer() is None
     assert telemetry.client_interceptors() == []
+
+
+def test_a_started_service_leaves_its_start_up_heap_out_of_collections() -> None:
+    """What exists at start-up is frozen (collections stop walking it); what requests allocate later is not."""
+
+    class Client:
+        pass
+
+    start_up_object = Client()
+    try:
+        gc_tuning.freeze_startup_heap()
+        request_object = Client()
+        walked = gc.get_objects()
+        assert not any(o is start_up_object for o in walked)
+        assert any(o is request_object for o in walked)
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
