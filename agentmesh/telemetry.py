@@ -49,6 +49,11 @@ _TRACED = filters.negate(
 )
 
 
+def tracing_installed() -> bool:
+    """Whether this process exports spans; SDK clients made before ``configure_tracing`` would not know."""
+    return _provider is not None
+
+
 def server_tracer() -> trace.Tracer | None:
     """The tracer of the server interceptor's spans, or None when tracing is off."""
     return None if _provider is None else _provider.get_tracer("agentmesh.rpc")
