@@ -5,7 +5,8 @@ Starts the fake Messages API and the four services as processes, sends streamed 
 arrived and was answered (the client and the fake read the same CLOCK_MONOTONIC):
 
 - client → plan request at the fake: the gateway, the Run call and the orchestrator before planning;
-- plan answered → last worker request at the fake: plan handling, dispatch, and the worker accepting every call;
+- plan answered → first and last worker request at the fake: plan handling, dispatch, and the worker accepting
+  every call;
 - last worker answered → synthesis request at the fake: results back, and the synthesis call;
 - first synthesis delta → client: the delta relayed by the synthesizer, the orchestrator and the gateway.
 
@@ -49,10 +50,12 @@ def segments(requests: list[dict[str, Any]], started: float, first: float, laten
         return [r for r in requests if agent_of(r) == agent]
 
     (plan,), workers, (synthesis,) = of("orchestrator"), of("worker"), of("synthesizer")
+    first_worker_sent = min(float(w["received_s"]) for w in workers)
     last_worker_sent = max(float(w["received_s"]) for w in workers)
     last_worker_answered = max(float(w["finished_s"]) for w in workers)
     return {
         "client -> plan request at the fake": float(plan["received_s"]) - started,
+        "plan answered -> first worker request": first_worker_sent - float(plan["finished_s"]),
         "plan answered -> last worker request": last_worker_sent - float(plan["finished_s"]),
         "last worker answered -> synthesis request": float(synthesis["received_s"]) - last_worker_answered,
         "first synthesis delta -> client": first - (float(synthesis["received_s"]) + latency_s),
