@@ -14,6 +14,7 @@ Each segment holds some of the model calls' own client-side cost (building a req
 which a direct call pays too: ``make bench`` stays the measure of overhead; this says where to look.
 
     .venv/bin/python -m bench.ttft_breakdown [--requests 21] [--fanout 4] [--latency-ms 100] [--workers 1]
+        [--env NAME=VALUE ...]
 """
 
 from __future__ import annotations
@@ -86,8 +87,11 @@ def main() -> None:
     parser.add_argument("--fanout", type=int, default=4)
     parser.add_argument("--latency-ms", type=int, default=100)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for every service (repeatable)"
+    )
     args = parser.parse_args()
-    with fake_model_mesh(args.workers) as (mesh, fake):
+    with fake_model_mesh(args.workers, dict(setting.split("=", 1) for setting in args.env)) as (mesh, fake):
         asyncio.run(measure(mesh, fake, args))
 
 
