@@ -49,7 +49,7 @@ def test_without_an_endpoint_no_tracing_is_installed(monkeypatch: pytest.MonkeyP
     assert telemetry.client_interceptors() == []
 
 
-def test_a_started_service_leaves_its_start_up_heap_out_of_collections() -> None:
+def test_freezing_the_start_up_heap_keeps_it_out_of_collections() -> None:
     """What exists at start-up is frozen (collections stop walking it); what requests allocate later is not."""
 
     class Client:
