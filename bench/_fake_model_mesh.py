@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from tests.support.fake_anthropic import FakeAnthropicProcess, spawn_fake_anthropic
@@ -33,3 +34,15 @@ def fake_model_mesh(
         }
         with process_mesh(Path(workdir), env=settings, workers=workers) as mesh:
             yield mesh, fake
+
+
+def add_mesh_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--workers`` and ``--env``, for :func:`mesh_from_arguments`."""
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (replicas), as WORKER_REPLICAS")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for every service (repeatable)"
+    )
+
+
+def mesh_from_arguments(args: argparse.Namespace) -> AbstractContextManager[tuple[ProcessMesh, FakeAnthropicProcess]]:
+    return fake_model_mesh(args.workers, dict(setting.split("=", 1) for setting in args.env))

@@ -27,7 +27,7 @@ from typing import Any
 import anthropic
 import openai
 
-from bench._fake_model_mesh import API_KEY, MODEL, fake_model_mesh
+from bench._fake_model_mesh import API_KEY, MODEL, add_mesh_arguments, mesh_from_arguments
 from tests.e2e.conftest import mint_token
 from tests.support.fake_anthropic import FakeAnthropicProcess, agent_of
 from tests.support.processes import ProcessMesh
@@ -176,13 +176,9 @@ def main() -> None:
     parser.add_argument("--token-ms", type=int, default=10)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (replicas), as WORKER_REPLICAS")
-    parser.add_argument(
-        "--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for every service (repeatable)"
-    )
+    add_mesh_arguments(parser)
     args = parser.parse_args()
-    settings = dict(setting.split("=", 1) for setting in args.env)
-    with fake_model_mesh(args.workers, settings) as (mesh, fake):
+    with mesh_from_arguments(args) as (mesh, fake):
         asyncio.run(measure(mesh, fake, args))
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import openai
 
-from bench._fake_model_mesh import fake_model_mesh
+from bench._fake_model_mesh import add_mesh_arguments, mesh_from_arguments
 from tests.e2e.conftest import mint_token
 from tests.support.fake_anthropic import FakeAnthropicProcess, agent_of
 from tests.support.processes import ProcessMesh
@@ -86,12 +86,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=21)
     parser.add_argument("--fanout", type=int, default=4)
     parser.add_argument("--latency-ms", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument(
-        "--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for every service (repeatable)"
-    )
+    add_mesh_arguments(parser)
     args = parser.parse_args()
-    with fake_model_mesh(args.workers, dict(setting.split("=", 1) for setting in args.env)) as (mesh, fake):
+    with mesh_from_arguments(args) as (mesh, fake):
         asyncio.run(measure(mesh, fake, args))
 
 
