@@ -18,22 +18,20 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from agentmesh import deadline
 from agentmesh.llm.provider import (
-    Completion,
     LLMProvider,
     Prompt,
     ProviderError,
     RateLimited,
     StreamItem,
-    Tool,
-    ToolCall,
     Unavailable,
     aclose_stream,
 )
+from agentmesh.llm.wrapper import R, WrapperProvider
 
 logger = logging.getLogger(__name__)
 
@@ -165,30 +163,18 @@ class BreakerRegistry:
         return {model: breaker.state for model, breaker in self.breakers.items()}
 
 
-class BreakerProvider:
+class BreakerProvider(WrapperProvider):
     """Wraps a provider (retries included: one call is one outcome) with the breaker of each prompt's model."""
 
     def __init__(self, inner: LLMProvider, registry: BreakerRegistry) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self.registry = registry
-        self.name = inner.name
 
-    async def complete(self, prompt: Prompt) -> Completion:
+    async def around(self, prompt: Prompt, operation: str, call: Callable[[], Awaitable[R]]) -> R:
         breaker = self.registry.get(prompt.model)
         breaker.acquire()
         try:
-            result = await self._inner.complete(prompt)
-        except BaseException as exc:
-            _record(breaker, exc)
-            raise
-        breaker.record_success()
-        return result
-
-    async def call_tool(self, prompt: Prompt, tool: Tool) -> ToolCall:
-        breaker = self.registry.get(prompt.model)
-        breaker.acquire()
-        try:
-            result = await self._inner.call_tool(prompt, tool)
+            result = await call()
         except BaseException as exc:
             _record(breaker, exc)
             raise
@@ -199,7 +185,7 @@ class BreakerProvider:
         """A stream counts when it ends: a success once fully read, a fault if it breaks on the way."""
         breaker = self.registry.get(prompt.model)
         breaker.acquire()
-        items = self._inner.stream(prompt)
+        items = self.inner.stream(prompt)
         try:
             async for item in items:
                 yield item
@@ -209,9 +195,6 @@ class BreakerProvider:
         finally:
             await aclose_stream(items)
         breaker.record_success()
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
 
 def _record(breaker: CircuitBreaker, exc: BaseException) -> None:

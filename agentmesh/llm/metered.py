@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any
 
 from opentelemetry import trace
@@ -14,7 +14,6 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from agentmesh import metrics
 from agentmesh.llm.pricing import PriceTable, cost_usd, price_for
 from agentmesh.llm.provider import (
-    Completion,
     InvalidResponse,
     LLMProvider,
     Prompt,
@@ -23,9 +22,8 @@ from agentmesh.llm.provider import (
     StreamItem,
     TextDelta,
     TokenUsage,
-    Tool,
-    ToolCall,
 )
+from agentmesh.llm.wrapper import R, WrapperProvider
 
 tracer = trace.get_tracer("agentmesh.llm")
 
@@ -39,12 +37,11 @@ def outcome_of(exc: BaseException) -> str:
     return "error"
 
 
-class MeteredProvider:
+class MeteredProvider(WrapperProvider):
     """Wraps a provider for one agent: prices each call's usage, records metrics and an ``llm.call`` span."""
 
     def __init__(self, inner: LLMProvider, agent: str, prices: PriceTable, known_models: Collection[str]) -> None:
-        self.name = inner.name
-        self._inner = inner
+        super().__init__(inner)
         self._agent = agent
         self._prices = prices
         self._known_models = {*known_models, *prices}
@@ -114,22 +111,11 @@ class MeteredProvider:
         span.set_status(Status(StatusCode.ERROR, outcome))
         span.end()
 
-    async def complete(self, prompt: Prompt) -> Completion:
-        span, started = self._start(prompt, "complete"), time.monotonic()
+    async def around(self, prompt: Prompt, operation: str, call: Callable[[], Awaitable[R]]) -> R:
+        span, started = self._start(prompt, operation), time.monotonic()
         try:
             with trace.use_span(span, end_on_exit=False):
-                result = await self._inner.complete(prompt)
-        except BaseException as exc:
-            self._failed(span, prompt, exc, started)
-            raise
-        usage = self._succeeded(span, prompt, result.usage, result.stop_reason, started)
-        return dataclasses.replace(result, usage=usage)
-
-    async def call_tool(self, prompt: Prompt, tool: Tool) -> ToolCall:
-        span, started = self._start(prompt, "tool"), time.monotonic()
-        try:
-            with trace.use_span(span, end_on_exit=False):
-                result = await self._inner.call_tool(prompt, tool)
+                result = await call()
         except BaseException as exc:
             self._failed(span, prompt, exc, started)
             raise
@@ -141,7 +127,7 @@ class MeteredProvider:
         span, started = self._start(prompt, "stream"), time.monotonic()
         first_token = True
         try:
-            async for item in self._inner.stream(prompt):
+            async for item in self.inner.stream(prompt):
                 if isinstance(item, StreamDone):
                     usage = self._succeeded(span, prompt, item.usage, item.stop_reason, started)
                     done = dataclasses.replace(item, usage=usage)
@@ -159,6 +145,3 @@ class MeteredProvider:
             raise
         # Outside the try: the call is over and its span ended; a consumer that stops here is no failure of it.
         yield done
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()

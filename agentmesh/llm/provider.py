@@ -89,6 +89,9 @@ class StreamDone:
 
 StreamItem = TextDelta | StreamDone
 
+Reply = Completion | ToolCall
+"""What a unary call returns: every kind carries its ``usage`` and ``stop_reason`` (a new kind joins here)."""
+
 
 class LLMProvider(Protocol):
     """What an agent needs from a model; every call reports its token usage."""
