@@ -23,8 +23,6 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from agentmesh.llm.provider import (
-    AuthenticationFailed,
-    BadRequest,
     Completion,
     InvalidResponse,
     Message,
@@ -41,6 +39,7 @@ from agentmesh.llm.provider import (
 )
 from agentmesh.llm.upstream import (
     connection_cause,
+    error_for_status,
     origin,
     redact,
     refused_connection,
@@ -201,18 +200,11 @@ def map_error(exc: anthropic.APIError, where: str, api_key: str | None = None) -
     said = f"({status} {error_type}: {redact(exc.api_message or 'no message', api_key, _KEY_LIKE)})"
     details: dict[str, Any] = {"status": status, "type": error_type, "upstream_request_id": exc.request_id}
     retry_after = retry_after_s(exc.response.headers)
-    if status == 429:
-        return RateLimited(f"Anthropic API rate limit reached {said}", True, retry_after, details)
-    if status == 529 or error_type == "overloaded_error":
+    if status != 429 and (status == 529 or error_type == "overloaded_error"):  # a 429 stays a rate limit
         return RateLimited(f"Anthropic API is overloaded {said}", True, retry_after, details)
-    if status >= 500:
-        return Unavailable(f"Anthropic API failed on its side {said}", True, retry_after, details)
-    if status in (401, 403):
-        return AuthenticationFailed(
-            f"Anthropic API rejected the credentials {said}: check ANTHROPIC_API_KEY and its permissions",
-            details=details,
-        )
-    return BadRequest(f"Anthropic API rejected the request {said}", details=details)
+    return error_for_status(
+        status, said, api="Anthropic API", key_variable="ANTHROPIC_API_KEY", retry_after=retry_after, details=details
+    )
 
 
 def map_stream_transport_error(exc: httpx2.TransportError, where: str) -> Unavailable:

@@ -30,13 +30,11 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from agentmesh.llm.provider import (
-    AuthenticationFailed,
     BadRequest,
     Completion,
     InvalidResponse,
     Prompt,
     ProviderError,
-    RateLimited,
     StreamDone,
     StreamItem,
     TextDelta,
@@ -47,6 +45,7 @@ from agentmesh.llm.provider import (
 )
 from agentmesh.llm.upstream import (
     connection_cause,
+    error_for_status,
     origin,
     redact,
     refused_connection,
@@ -284,16 +283,9 @@ def map_error(exc: openai.APIError, where: str, api_key: str | None = None) -> P
     if exc.param:
         details["param"] = exc.param
     retry_after = retry_after_s(headers)
-    if status == 429:
-        return RateLimited(f"model server rate limit reached {said}", True, retry_after, details)
-    if status >= 500:
-        return Unavailable(f"model server failed on its side {said}", True, retry_after, details)
-    if status in (401, 403):
-        return AuthenticationFailed(
-            f"model server rejected the credentials {said}: check OPENAI_API_KEY and its permissions",
-            details=details,
-        )
-    return BadRequest(f"model server rejected the request {said}", details=details)
+    return error_for_status(
+        status, said, api="model server", key_variable="OPENAI_API_KEY", retry_after=retry_after, details=details
+    )
 
 
 def _messages(prompt: Prompt) -> list[ChatCompletionMessageParam]:

@@ -6,8 +6,9 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from agentmesh.llm.provider import AuthenticationFailed, BadRequest, ProviderError, RateLimited, Unavailable
 from agentmesh.request_context import REQUEST_ID_HEADER, current_request_id
 
 
@@ -76,3 +77,22 @@ def connection_cause(exc: BaseException, message: str) -> str:
     """What failed, as ``Class: text``: the refused connection when there was one, else the SDK's cause."""
     cause = refused_connection(exc) or exc.__cause__
     return f"{type(cause).__name__}: {cause}" if cause is not None else message
+
+
+def error_for_status(
+    status: int, said: str, *, api: str, key_variable: str, retry_after: float | None, details: dict[str, Any]
+) -> ProviderError:
+    """The common end of every provider's ``map_error``: our error class for an upstream HTTP status.
+
+    ``api`` names the upstream in the message ("Anthropic API"), ``said`` is its redacted "(status type: text)",
+    ``key_variable`` the setting an operator checks when the credentials are refused.
+    """
+    if status == 429:
+        return RateLimited(f"{api} rate limit reached {said}", True, retry_after, details)
+    if status >= 500:
+        return Unavailable(f"{api} failed on its side {said}", True, retry_after, details)
+    if status in (401, 403):
+        return AuthenticationFailed(
+            f"{api} rejected the credentials {said}: check {key_variable} and its permissions", details=details
+        )
+    return BadRequest(f"{api} rejected the request {said}", details=details)
