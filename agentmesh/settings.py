@@ -9,12 +9,12 @@ from typing import Annotated, ClassVar, Literal, TypeVar
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agentmesh.event_loop import EventLoopName
 from agentmesh.llm import registry
 from agentmesh.llm.pricing import OFFLINE_MODEL, PriceTable, load_prices
 from agentmesh.rpc.options import DEFAULT_MAX_CONNECTION_AGE_S
 from agentmesh.rpc.policy import ServerPolicy
 from agentmesh.rpc.tls import TlsFiles
+from agentmesh.runtime import EventLoopName
 
 # Checked against the registry, so a new provider needs no change here.
 ProviderName = Annotated[str, AfterValidator(registry.check_name)]

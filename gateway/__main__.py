@@ -11,8 +11,8 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
-from agentmesh.gc_tuning import freeze_startup_heap
 from agentmesh.logging import configure_logging
+from agentmesh.runtime import freeze_startup_heap
 from agentmesh.settings import load_settings
 from agentmesh.telemetry import configure_tracing, shutdown_tracing
 from gateway.app import create_app

@@ -14,8 +14,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
-from agentmesh import event_loop
-from agentmesh.gc_tuning import freeze_startup_heap
+from agentmesh import runtime
 from agentmesh.llm.breaker import BreakerRegistry
 from agentmesh.llm.factory import create_provider
 from agentmesh.llm.provider import LLMProvider
@@ -151,12 +150,12 @@ def run_service(settings_class: type[S], start: Callable[[S, LLMProvider], Await
         breakers.on_create.append(lambda breaker: export_breaker_state(breaker.name, breaker.state))
         breakers.listeners.append(lambda breaker, _old, new: export_breaker_state(breaker.name, new))
         running.on_close.append(provider.aclose)
-        freeze_startup_heap()
+        runtime.freeze_startup_heap()
         logger.info("%s serving", name, extra={"port": running.port, "services": running.service_names})
         await serve_until_signalled(running, settings.shutdown_grace_period)
         logger.info("%s stopped", name)
 
     try:
-        event_loop.run(serve(), settings.event_loop)
+        runtime.run(serve(), settings.event_loop)
     finally:
         shutdown_tracing()

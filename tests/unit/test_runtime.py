@@ -9,18 +9,18 @@ import gc
 import pytest
 import uvloop
 
-from agentmesh import event_loop, gc_tuning, telemetry
+from agentmesh import runtime, telemetry
 from agentmesh.settings import CommonSettings
 
 
 @pytest.mark.parametrize(("name", "loop_type"), [("uvloop", uvloop.Loop), ("asyncio", asyncio.BaseEventLoop)])
-def test_the_process_runs_on_the_loop_event_loop_names(name: event_loop.EventLoopName, loop_type: type) -> None:
+def test_the_process_runs_on_the_loop_event_loop_names(name: runtime.EventLoopName, loop_type: type) -> None:
     seen: list[asyncio.AbstractEventLoop] = []
 
     async def main() -> None:
         seen.append(asyncio.get_running_loop())
 
-    event_loop.run(main(), name)
+    runtime.run(main(), name)
     assert isinstance(seen[0], loop_type)
     if name == "asyncio":
         assert not isinstance(seen[0], uvloop.Loop)
@@ -57,7 +57,7 @@ def test_freezing_the_start_up_heap_keeps_it_out_of_collections() -> None:
 
     start_up_object = Client()
     try:
-        gc_tuning.freeze_startup_heap()
+        runtime.freeze_startup_heap()
         request_object = Client()
         walked = gc.get_objects()
         assert not any(o is start_up_object for o in walked)
