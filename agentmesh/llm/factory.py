@@ -6,8 +6,7 @@ from agentmesh.llm import registry
 from agentmesh.llm.breaker import BreakerProvider, BreakerRegistry
 from agentmesh.llm.metered import MeteredProvider
 from agentmesh.llm.provider import LLMProvider
-from agentmesh.llm.retry import RetryPolicy
-from agentmesh.llm.retrying import RetryingProvider
+from agentmesh.llm.retry import RetryingProvider, RetryPolicy
 from agentmesh.settings import GrpcServiceSettings
 
 

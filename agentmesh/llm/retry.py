@@ -1,9 +1,10 @@
-"""The one retry loop for model calls (the SDK's own retries are off): jittered backoff, retry-after, deadline."""
+"""The one retry loop for model calls (the SDK's own retries are off): jittered backoff, retry-after, deadline,
+and the wrapper every provider gets that runs its calls in it."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -18,7 +19,8 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from agentmesh.deadline import remaining_s
-from agentmesh.llm.provider import ProviderError
+from agentmesh.llm.provider import LLMProvider, Prompt, ProviderError, StreamItem, aclose_stream
+from agentmesh.llm.wrapper import R, WrapperProvider
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +71,36 @@ class RetryPolicy:
             return await fn()
 
         return await self.retrying()(attempt)
+
+
+class RetryingProvider(WrapperProvider):
+    """Retries each call of ``inner`` under ``policy``; providers set their SDK's own retries to zero."""
+
+    def __init__(self, inner: LLMProvider, policy: RetryPolicy) -> None:
+        super().__init__(inner)
+        self._policy = policy
+
+    async def around(self, prompt: Prompt, operation: str, call: Callable[[], Awaitable[R]]) -> R:
+        return await self._policy.call(call)
+
+    async def stream(self, prompt: Prompt) -> AsyncIterator[StreamItem]:
+        """Retries only until the first item arrives: a partly streamed answer is never replayed."""
+
+        async def first_item() -> tuple[AsyncIterator[StreamItem], StreamItem]:
+            items = self.inner.stream(prompt)
+            try:
+                return items, await anext(items)
+            except BaseException:
+                await aclose_stream(items)
+                raise
+
+        items, first = await self._policy.call(first_item)
+        try:
+            yield first
+            async for item in items:
+                yield item
+        finally:
+            await aclose_stream(items)  # closes the upstream response when the consumer stops early
 
 
 class StopAtDeadline(stop_base):

@@ -8,8 +8,7 @@ import pytest
 
 from agentmesh.llm.anthropic import AnthropicProvider
 from agentmesh.llm.provider import LLMProvider
-from agentmesh.llm.retry import RetryPolicy
-from agentmesh.llm.retrying import RetryingProvider
+from agentmesh.llm.retry import RetryingProvider, RetryPolicy
 from tests.support.fake_anthropic import FakeAnthropic
 
 FAKE_API_KEY = "sk-ant-fake-test-key-0123456789"

@@ -28,7 +28,7 @@ from agentmesh.llm.provider import (
     Tool,
     Unavailable,
 )
-from agentmesh.llm.retrying import RetryingProvider
+from agentmesh.llm.retry import RetryingProvider
 from agentmesh.request_context import request_id_var
 from tests.service.conftest import FAKE_API_KEY, FAST_RETRY
 from tests.support.fake_anthropic import Behaviour, FakeAnthropic, spawn_fake_anthropic

@@ -14,8 +14,7 @@ import pytest
 from agentmesh.llm.anthropic import AnthropicProvider
 from agentmesh.llm.offline import OfflineProvider
 from agentmesh.llm.provider import LLMProvider
-from agentmesh.llm.retry import RetryPolicy
-from agentmesh.llm.retrying import RetryingProvider
+from agentmesh.llm.retry import RetryingProvider, RetryPolicy
 from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc, worker_pb2, worker_pb2_grpc
 from tests.service.conftest import FAKE_API_KEY, FAST_RETRY
 from tests.support.fake_anthropic import Behaviour, FakeAnthropic, RecordedRequest, agent_of

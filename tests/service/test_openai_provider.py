@@ -32,7 +32,7 @@ from agentmesh.llm.provider import (
     Tool,
     Unavailable,
 )
-from agentmesh.llm.retrying import RetryingProvider
+from agentmesh.llm.retry import RetryingProvider
 from agentmesh.request_context import request_id_var
 from tests.service.conftest import FAST_RETRY
 from tests.support.fake_openai import Behaviour, FakeOpenAI, spawn_fake_openai

@@ -27,8 +27,7 @@ from agentmesh.llm.provider import (
     ToolCall,
     Unavailable,
 )
-from agentmesh.llm.retry import RetryPolicy
-from agentmesh.llm.retrying import RetryingProvider
+from agentmesh.llm.retry import RetryingProvider, RetryPolicy
 from agentmesh.rpc.breaker_health import health_name, report_breakers
 from agentmesh.rpc.channel import create_channel, service_config
 from agentmesh.rpc.server import GrpcServer
