@@ -1,7 +1,9 @@
 """The current call's deadline in a ContextVar, so the layers below a handler (retries, breaker) can respect it.
 
 The gRPC server interceptor sets it from ``context.time_remaining()``; the orchestrator narrows it to a
-phase's budget. Instants are ``time.monotonic()`` values; ``None`` means no deadline.
+phase's budget. Instants are ``time.monotonic()`` values; ``None`` means no deadline. grpc Python does not pass a
+caller's deadline downstream by itself: ``phase_budget`` cuts a phase's own timeout to it. No grpc import here,
+so the layers below a handler stay free of it.
 """
 
 from __future__ import annotations
@@ -10,11 +12,21 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Protocol
 
 deadline_var: ContextVar[float | None] = ContextVar("agentmesh_deadline", default=None)
 
 # A cancellation this close to the deadline is the deadline's doing (gRPC's timer and ours differ by microseconds).
 EXPIRY_TOLERANCE_S = 0.05
+
+# Left for our own reply after a downstream call returns, so we answer before the caller gives up.
+MARGIN_S = 0.25
+
+
+class CallerDeadline(Protocol):
+    """What ``phase_budget`` reads of a ``grpc.aio.ServicerContext``."""
+
+    def time_remaining(self) -> float | None: ...
 
 
 def remaining_s() -> float | None:
@@ -43,3 +55,11 @@ def deadline_in(seconds: float) -> Iterator[None]:
         yield
     finally:
         deadline_var.reset(token)
+
+
+def phase_budget(phase_s: float, context: CallerDeadline) -> float:
+    """The phase's own budget, cut to what remains of the caller's deadline less a margin."""
+    remaining = context.time_remaining()
+    if remaining is None:
+        return phase_s
+    return max(0.0, min(phase_s, remaining - MARGIN_S))

@@ -13,11 +13,10 @@ import grpc
 
 from agentmesh import metrics
 from agentmesh.budget import SPENT_TRAILER, BudgetExceeded
-from agentmesh.deadline import deadline_in
+from agentmesh.deadline import MARGIN_S, deadline_in, phase_budget
 from agentmesh.errors import InvalidInput
 from agentmesh.llm.provider import InvalidResponse, LLMProvider, ProviderError
 from agentmesh.read_ahead import read_ahead
-from agentmesh.rpc.deadline import MARGIN_S, phase_budget
 from agentmesh.rpc.errors import PhaseFailed, downstream_failure, status_for
 from agentmesh.usage import summarize, usage_message
 from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc, synthesizer_pb2, worker_pb2
