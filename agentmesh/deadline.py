@@ -1,8 +1,8 @@
 """The current call's deadline in a ContextVar, so the layers below a handler (retries, breaker) can respect it.
 
 The gRPC server interceptor sets it from ``context.time_remaining()``; the orchestrator narrows it to a
-phase's budget. Instants are ``time.monotonic()`` values; ``None`` means no deadline. grpc Python does not pass a
-caller's deadline downstream by itself: ``phase_budget`` cuts a phase's own timeout to it. No grpc import here,
+phase's timeout. Instants are ``time.monotonic()`` values; ``None`` means no deadline. grpc Python does not pass a
+caller's deadline downstream by itself: ``phase_timeout_s`` cuts a phase's own timeout to it. No grpc import here,
 so the layers below a handler stay free of it.
 """
 
@@ -24,7 +24,7 @@ MARGIN_S = 0.25
 
 
 class CallerDeadline(Protocol):
-    """What ``phase_budget`` reads of a ``grpc.aio.ServicerContext``."""
+    """What ``phase_timeout_s`` reads of a ``grpc.aio.ServicerContext``."""
 
     def time_remaining(self) -> float | None: ...
 
@@ -57,8 +57,8 @@ def deadline_in(seconds: float) -> Iterator[None]:
         deadline_var.reset(token)
 
 
-def phase_budget(phase_s: float, context: CallerDeadline) -> float:
-    """The phase's own budget, cut to what remains of the caller's deadline less a margin."""
+def phase_timeout_s(phase_s: float, context: CallerDeadline) -> float:
+    """The phase's own timeout, cut to what remains of the caller's deadline less a margin."""
     remaining = context.time_remaining()
     if remaining is None:
         return phase_s

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import grpc
 
 from agentmesh import metrics
-from agentmesh.budget import SPENT_TRAILER
+from agentmesh.cost_cap import SPENT_TRAILER
 from agentmesh.v1 import orchestrator_pb2
 from gateway.errors import ApiError, rpc_error, service_unavailable
 from gateway.orchestrator_client import RunStream

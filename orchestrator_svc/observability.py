@@ -19,7 +19,7 @@ tracer = trace.get_tracer("agentmesh.orchestrator")
 
 
 @dataclass
-class RunRecorder:
+class PhaseRecorder:
     """Times the phases of one run and counts its plan and subtasks."""
 
     durations_ms: dict[str, int] = field(default_factory=dict)

@@ -28,7 +28,7 @@ class SubtaskFailed(Exception):
 
 
 class CoordinationTimeout(Exception):
-    """The subtasks did not finish within the phase's budget, and the run cannot go on without them."""
+    """The subtasks did not finish within the phase's timeout, and the run cannot go on without them."""
 
 
 Execute = Callable[[common_pb2.Subtask, list[common_pb2.SubtaskResult]], Coroutine[Any, Any, common_pb2.SubtaskResult]]
@@ -39,7 +39,7 @@ class Scheduler:
     """Dispatches subtasks and reports progress as RunEvents; ``results`` holds every outcome, in any order.
 
     A failed subtask's dependents are skipped, the others go on; with ``fail_fast`` the first failure raises
-    instead and everything still running is cancelled. When the budget runs out, the subtasks still running
+    instead and everything still running is cancelled. When the timeout runs out, the subtasks still running
     are cancelled; with ``finish_on_timeout`` and at least one success they (and those never started) end as
     timed out and the run goes on with what is done, otherwise ``CoordinationTimeout`` is raised. Subtasks in
     ``left_out`` (id to reason) never start: they end over budget before anything else happens.

@@ -12,8 +12,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 import grpc
 
 from agentmesh import metrics
-from agentmesh.budget import SPENT_TRAILER, BudgetExceeded
-from agentmesh.deadline import MARGIN_S, deadline_in, phase_budget
+from agentmesh.cost_cap import SPENT_TRAILER, BudgetExceeded
+from agentmesh.deadline import MARGIN_S, deadline_in, phase_timeout_s
 from agentmesh.errors import InvalidInput
 from agentmesh.llm.provider import InvalidResponse, LLMProvider, ProviderError
 from agentmesh.read_ahead import read_ahead
@@ -21,7 +21,7 @@ from agentmesh.rpc.errors import PhaseFailed, downstream_failure, status_for
 from agentmesh.usage import summarize, usage_message
 from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc, synthesizer_pb2, worker_pb2
 from orchestrator_svc.downstream import Downstream
-from orchestrator_svc.observability import RunRecorder, subtask_span
+from orchestrator_svc.observability import PhaseRecorder, subtask_span
 from orchestrator_svc.planner import (
     Plan,
     fallback_plan,
@@ -40,7 +40,7 @@ from orchestrator_svc.scheduler import (
     SubtaskFailed,
 )
 from orchestrator_svc.settings import OrchestratorSettings
-from orchestrator_svc.spend import RunBudget
+from orchestrator_svc.spend import CostAllotter
 
 logger = logging.getLogger(__name__)
 
@@ -58,30 +58,30 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         self, request: orchestrator_pb2.RunRequest, context: RunContext
     ) -> AsyncIterator[orchestrator_pb2.RunEvent]:
         metrics.runs_in_flight.inc()
-        budget: RunBudget | None = None
+        costs: CostAllotter | None = None
         try:
-            budget = self._budget(request)
-            async with contextlib.aclosing(self._run(request, budget, context)) as events:
+            costs = self._cost_allotter(request)
+            async with contextlib.aclosing(self._run(request, costs, context)) as events:
                 async for event in events:
                     yield event
         except Exception:
-            if budget is not None and budget.capped:
-                # For the caller's own budget (the gateway's daily one): what this failed run may have cost.
-                spent = budget.ledger.spent + budget.ledger.reserved
+            if costs is not None and costs.capped:
+                # For the caller's own spend limit (the gateway's daily one): what this failed run may have cost.
+                spent = costs.ledger.spent + costs.ledger.reserved
                 context.set_trailing_metadata(((SPENT_TRAILER, f"{spent:.17g}"),))
             raise
         finally:
             metrics.runs_in_flight.dec()
 
     async def _run(
-        self, request: orchestrator_pb2.RunRequest, budget: RunBudget, context: RunContext
+        self, request: orchestrator_pb2.RunRequest, costs: CostAllotter, context: RunContext
     ) -> AsyncGenerator[orchestrator_pb2.RunEvent, None]:
-        recorder = RunRecorder()
+        recorder = PhaseRecorder()
         objective = objective_text(request.messages)
         with recorder.phase("planning"):
-            plan, plan_usage = await self._plan(request, objective, budget, context)
+            plan, plan_usage = await self._plan(request, objective, costs, context)
         usages = [plan_usage] if plan_usage is not None else []
-        left_out = budget.fit(objective, plan.subtasks)
+        left_out = costs.fit(objective, plan.subtasks)
         plan_event = orchestrator_pb2.RunEvent(
             plan=orchestrator_pb2.Plan(
                 subtasks=plan.subtasks,
@@ -92,8 +92,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         )
         recorder.planned(plan_event.plan)
         yield plan_event
-        coordination_s = self._coordination_budget(context)
-        executor = self._executor(objective, time.monotonic() + coordination_s, budget)
+        coordination_s = self._coordination_timeout_s(context)
+        executor = self._executor(objective, time.monotonic() + coordination_s, costs)
         scheduler = Scheduler(
             plan.subtasks,
             executor,
@@ -122,17 +122,17 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             objective=objective,
             subtasks=plan.subtasks,
             results=[scheduler.results[s.id] for s in plan.subtasks],
-            max_output_tokens=budget.synthesizer.max_tokens,
+            max_output_tokens=costs.synthesizer.max_tokens,
         )
         with recorder.phase("synthesis"):
-            async for event in self._synthesize(synthesis, usages, budget, context):
+            async for event in self._synthesize(synthesis, usages, costs, context):
                 yield event
         summary = summarize(usages)
         summary.durations.CopyFrom(recorder.durations())
-        summary.max_cost_usd = budget.ledger.cap
+        summary.max_cost_usd = costs.ledger.cap
         yield orchestrator_pb2.RunEvent(usage=summary)
 
-    def _budget(self, request: orchestrator_pb2.RunRequest) -> RunBudget:
+    def _cost_allotter(self, request: orchestrator_pb2.RunRequest) -> CostAllotter:
         """The run's ledger; a request may lower SYNTHESIZER_MAX_TOKENS, never raise it."""
         cap = request.max_cost_usd
         if not math.isfinite(cap) or cap < 0:
@@ -141,7 +141,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         synthesis_tokens = min(
             request.max_output_tokens or settings.synthesizer_max_tokens, settings.synthesizer_max_tokens
         )
-        return RunBudget.create(
+        return CostAllotter.create(
             cap,
             self._prices,
             worker=(settings.worker_model, settings.worker_max_tokens),
@@ -149,23 +149,23 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         )
 
     async def _plan(
-        self, request: orchestrator_pb2.RunRequest, objective: str, run_budget: RunBudget, context: RunContext
+        self, request: orchestrator_pb2.RunRequest, objective: str, costs: CostAllotter, context: RunContext
     ) -> tuple[Plan, common_pb2.Usage | None]:
         settings = self._settings
         prompt = planning_prompt(request.messages, settings.orchestrator_model, settings.orchestrator_max_tokens)
         tool = plan_tool(settings.max_subtasks)
-        reservation = run_budget.reserve_planning(prompt, tool, objective)
+        reservation = costs.reserve_planning(prompt, tool, objective)
         usage: common_pb2.Usage | None = None
-        budget = phase_budget(settings.planning_timeout, context)
+        timeout_s = phase_timeout_s(settings.planning_timeout, context)
         try:
             # The deadline also bounds the provider's retries: it gives up rather than wait past the phase.
-            with deadline_in(budget):
-                async with asyncio.timeout(budget):
+            with deadline_in(timeout_s):
+                async with asyncio.timeout(timeout_s):
                     call = await self._provider.call_tool(prompt, tool)
             usage = usage_message("orchestrator", call.usage)
         except TimeoutError:
             raise PhaseFailed(
-                grpc.StatusCode.DEADLINE_EXCEEDED, f"planning timed out after {round(budget, 2):g} s"
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"planning timed out after {round(timeout_s, 2):g} s"
             ) from None
         except InvalidResponse as exc:
             logger.warning("planner gave no usable plan, falling back", extra={"reason": str(exc)})
@@ -174,14 +174,14 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             code, message = status_for(exc)
             raise PhaseFailed(code, f"planning failed: {message}") from None
         finally:
-            run_budget.settle(reservation, usage)
+            costs.settle(reservation, usage)
         plan = plan_from_tool_input(call.input, objective, settings.max_subtasks, call.fallback_reason)
         if plan.fallback_reason != call.fallback_reason:  # the provider logs its own fallbacks, once
             logger.warning("plan rejected, falling back", extra={"reason": plan.fallback_reason})
         logger.info("planned", extra={"subtasks": len(plan.subtasks)})
         return plan, usage
 
-    def _coordination_budget(self, context: RunContext) -> float:
+    def _coordination_timeout_s(self, context: RunContext) -> float:
         """WORKER_COORDINATION_TIMEOUT, but ending early enough that a synthesis still fits in the caller's deadline.
 
         The synthesis keeps SYNTHESIS_TIMEOUT, or half of what is left when the deadline is nearer: a run must
@@ -195,7 +195,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         reserve = min(settings.synthesis_timeout, left / 2)
         return max(0.0, min(settings.worker_coordination_timeout, left - reserve))
 
-    def _executor(self, objective: str, coordination_ends: float, run_budget: RunBudget) -> Execute:
+    def _executor(self, objective: str, coordination_ends: float, costs: CostAllotter) -> Execute:
         """Each Execute gets what remains of the coordination phase as its deadline (a dependent starts later),
         and its worst case is reserved before it starts: a call the cap cannot cover ends over budget."""
 
@@ -203,7 +203,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             subtask: common_pb2.Subtask, deps: list[common_pb2.SubtaskResult]
         ) -> common_pb2.SubtaskResult:
             try:
-                reservation, max_tokens = run_budget.reserve_worker(objective, subtask, deps)
+                reservation, max_tokens = costs.reserve_worker(objective, subtask, deps)
             except BudgetExceeded as exc:
                 raise SubtaskFailed(str(exc), grpc.StatusCode.FAILED_PRECONDITION.name, OVER_BUDGET) from None
             timeout = max(0.0, coordination_ends - time.monotonic())
@@ -232,7 +232,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                 outcome = TIMED_OUT if code == grpc.StatusCode.DEADLINE_EXCEEDED else FAILED
                 raise SubtaskFailed(f"{code.name}: {words}", code.name, outcome) from None
             finally:
-                run_budget.settle(reservation, usage)  # a call that ended without usage keeps its whole reservation
+                costs.settle(reservation, usage)  # a call that ended without usage keeps its whole reservation
             return response.result
 
         return execute
@@ -241,14 +241,16 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         self,
         request: synthesizer_pb2.SynthesizeRequest,
         usages: list[common_pb2.Usage],
-        run_budget: RunBudget,
+        costs: CostAllotter,
         context: RunContext,
     ) -> AsyncIterator[orchestrator_pb2.RunEvent]:
-        budget = phase_budget(self._settings.synthesis_timeout, context)
-        reservation = run_budget.reserve_synthesis()
+        timeout_s = phase_timeout_s(self._settings.synthesis_timeout, context)
+        reservation = costs.reserve_synthesis()
         request.max_cost_usd = reservation.amount
         usage: common_pb2.Usage | None = None
-        call = self._downstream.synthesizer.Synthesize(request, timeout=budget, wait_for_ready=self._downstream.serving)
+        call = self._downstream.synthesizer.Synthesize(
+            request, timeout=timeout_s, wait_for_ready=self._downstream.serving
+        )
         try:
             # Deltas that arrive while the last event is being written go on as one (see agentmesh.read_ahead).
             async with contextlib.aclosing(read_ahead(aiter(call))) as batches:
@@ -261,9 +263,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                             usages.append(chunk.usage)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise PhaseFailed(exc.code(), f"synthesis timed out after {round(budget, 2):g} s") from None
+                raise PhaseFailed(exc.code(), f"synthesis timed out after {round(timeout_s, 2):g} s") from None
             code, words = downstream_failure(exc)
             raise PhaseFailed(code, f"synthesis failed: {words}") from None
         finally:
             call.cancel()
-            run_budget.settle(reservation, usage)
+            costs.settle(reservation, usage)

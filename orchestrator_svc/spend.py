@@ -1,7 +1,7 @@
 """A run's cost cap in the orchestrator: what planning may cost, fitting the plan, and a reservation per call.
 
 Pure (no grpc). The worker and synthesizer check each call against the allotment reserved here with the
-prompt they really send (``agentmesh.budget.fit_call``), so the constants below only need to be generous.
+prompt they really send (``agentmesh.cost_cap.fit_call``), so the constants below only need to be generous.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from agentmesh.budget import (
+from agentmesh.cost_cap import (
     PER_MESSAGE_OVERHEAD_TOKENS,
     PROMPT_OVERHEAD_TOKENS,
     BudgetExceeded,
@@ -124,7 +124,7 @@ def _without_last(included: list[common_pb2.Subtask]) -> list[common_pb2.Subtask
 
 
 @dataclass
-class RunBudget:
+class CostAllotter:
     """The ledger of one run and the models it pays for; with no cap every check passes and nothing is priced."""
 
     ledger: Ledger
@@ -141,7 +141,7 @@ class RunBudget:
         prices: PriceTable,
         worker: tuple[str, int],
         synthesizer: tuple[str, int],
-    ) -> RunBudget:
+    ) -> CostAllotter:
         """Raises ``Unpriced`` when capped and a model has no price: the cap could not be guaranteed."""
         agents = [Agent(model, _price(model, prices, cap), tokens) for model, tokens in (worker, synthesizer)]
         return cls(Ledger(cap), prices, agents[0], agents[1], worker_tokens=worker[1])

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from agentmesh.budget import fit_call
+from agentmesh.cost_cap import fit_call
 from agentmesh.llm.provider import LLMProvider, StreamDone, TextDelta
 from agentmesh.read_ahead import read_ahead
 from agentmesh.usage import usage_message

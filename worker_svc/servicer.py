@@ -7,7 +7,7 @@ import time
 
 import grpc
 
-from agentmesh.budget import fit_call
+from agentmesh.cost_cap import fit_call
 from agentmesh.llm.provider import LLMProvider
 from agentmesh.usage import usage_message
 from agentmesh.v1 import common_pb2, worker_pb2, worker_pb2_grpc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from agentmesh.budget import BudgetExceeded
+from agentmesh.cost_cap import BudgetExceeded
 from agentmesh.errors import InvalidInput
 from agentmesh.llm.provider import (
     AuthenticationFailed,

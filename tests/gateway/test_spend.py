@@ -10,7 +10,7 @@ import grpc
 import httpx
 import pytest
 
-from agentmesh.budget import SPENT_TRAILER
+from agentmesh.cost_cap import SPENT_TRAILER
 from tests.gateway.conftest import (
     HAPPY_RUN,
     MODEL,

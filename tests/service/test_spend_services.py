@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 import pytest
 
-from agentmesh.budget import SPENT_TRAILER
+from agentmesh.cost_cap import SPENT_TRAILER
 from agentmesh.llm.anthropic import AnthropicProvider
 from agentmesh.llm.pricing import cost_usd
 from agentmesh.llm.provider import TokenUsage

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentmesh.budget import (
+from agentmesh.cost_cap import (
     OUTPUT_TOKENS_FLOOR,
     BudgetExceeded,
     Ledger,
@@ -16,7 +16,7 @@ from agentmesh.budget import (
 from agentmesh.llm.pricing import ModelPrice
 from agentmesh.llm.provider import Message, Prompt, Tool
 from agentmesh.v1 import common_pb2
-from orchestrator_svc.spend import Agent, RunBudget, fit_plan, minimum_run_usd
+from orchestrator_svc.spend import Agent, CostAllotter, fit_plan, minimum_run_usd
 
 PRICES = {"big": ModelPrice(3.0, 15.0), "small": ModelPrice(1.0, 5.0)}
 WORKER = Agent("small", PRICES["small"], 1000)
@@ -100,10 +100,10 @@ def test_a_plan_leaves_subtasks_out_from_its_end_with_their_dependents() -> None
 
 def test_a_capped_run_needs_priced_models_and_room_to_plan() -> None:
     with pytest.raises(Unpriced, match="'mystery' has no price"):
-        RunBudget.create(1.0, PRICES, worker=("mystery", 100), synthesizer=("small", 100))
-    RunBudget.create(0.0, PRICES, worker=("mystery", 100), synthesizer=("small", 100))  # no cap: nothing to price
-    budget = RunBudget.create(0.01, PRICES, worker=("small", 1000), synthesizer=("small", 1000))
+        CostAllotter.create(1.0, PRICES, worker=("mystery", 100), synthesizer=("small", 100))
+    CostAllotter.create(0.0, PRICES, worker=("mystery", 100), synthesizer=("small", 100))  # no cap: nothing to price
+    costs = CostAllotter.create(0.01, PRICES, worker=("small", 1000), synthesizer=("small", 1000))
     tool = Tool(name="plan", description="submit", input_schema={"type": "object"})
     with pytest.raises(BudgetExceeded, match=r"planning alone may cost up to \$0.0"):
-        budget.reserve_planning(_prompt("question", max_tokens=2000, model="big"), tool, "question")
-    assert budget.ledger.reserved == 0  # refused before anything was held
+        costs.reserve_planning(_prompt("question", max_tokens=2000, model="big"), tool, "question")
+    assert costs.ledger.reserved == 0  # refused before anything was held

@@ -58,9 +58,9 @@ def worst_case_usd(price: ModelPrice, input_tokens: int, max_tokens: int) -> flo
     return (input_tokens * price.input_per_mtok + max_tokens * price.output_per_mtok) / 1_000_000
 
 
-def affordable_tokens(price: ModelPrice, input_tokens: int, budget_usd: float, wanted: int) -> int:
-    """The most output tokens (at most ``wanted``) a call with that input can have within ``budget_usd``."""
-    left = budget_usd * 1_000_000 - input_tokens * price.input_per_mtok
+def affordable_tokens(price: ModelPrice, input_tokens: int, allotment_usd: float, wanted: int) -> int:
+    """The most output tokens (at most ``wanted``) a call with that input can have within ``allotment_usd``."""
+    left = allotment_usd * 1_000_000 - input_tokens * price.input_per_mtok
     if left < 0:
         return 0
     return tokens_within(left, price.output_per_mtok, wanted)
