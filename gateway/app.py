@@ -14,16 +14,9 @@ from starlette.middleware.cors import CORSMiddleware
 
 from agentmesh.request_context import REQUEST_ID_HEADER
 from agentmesh.rpc.channel import create_channel
-from gateway.access_log import AccessLogMiddleware
-from gateway.auth import AuthMiddleware, TokenVerifier
-from gateway.body_limit import BodySizeLimitMiddleware
 from gateway.dependencies import GatewayState
-from gateway.errors import error_responses, install_error_handlers
-from gateway.framing import AmbiguousFramingMiddleware
-from gateway.head import HeadAsGetMiddleware
-from gateway.http_metrics import HttpMetricsMiddleware
-from gateway.orchestrator_client import ORCHESTRATOR_SERVICE, OrchestratorClient
-from gateway.rate_limit import (
+from gateway.edge.auth import AuthMiddleware, TokenVerifier
+from gateway.edge.rate_limit import (
     RateLimiter,
     RateLimitMiddleware,
     StreamConcurrencyMiddleware,
@@ -31,13 +24,24 @@ from gateway.rate_limit import (
     verified_ip,
     verified_subject,
 )
-from gateway.request_id import RequestIdMiddleware
-from gateway.routes import chat, health, inspector, metrics, models, runs
-from gateway.run_history import RunHistory
-from gateway.security_headers import JSON_CSP, SecurityHeadersMiddleware, security_headers
+from gateway.http.access_log import AccessLogMiddleware
+from gateway.http.body_limit import BodySizeLimitMiddleware
+from gateway.http.framing import AmbiguousFramingMiddleware
+from gateway.http.head import HeadAsGetMiddleware
+from gateway.http.metrics import HttpMetricsMiddleware
+from gateway.http.request_id import RequestIdMiddleware
+from gateway.http.security_headers import JSON_CSP, SecurityHeadersMiddleware, security_headers
+from gateway.openai import models
+from gateway.openai.chat import router as chat
+from gateway.openai.errors import error_responses, install_error_handlers
+from gateway.operations import health, metrics
+from gateway.orchestrator_client import ORCHESTRATOR_SERVICE, OrchestratorClient
+from gateway.runs import inspector
+from gateway.runs import router as runs
+from gateway.runs.history import RunHistory
 from gateway.settings import GatewaySettings
-from gateway.spend import BUDGET_HEADER, SpendControl
-from gateway.spend_store import spend_store
+from gateway.spend.control import BUDGET_HEADER, SpendControl
+from gateway.spend.store import spend_store
 
 logger = logging.getLogger(__name__)
 

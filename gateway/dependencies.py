@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from gateway.orchestrator_client import OrchestratorClient
-from gateway.run_history import RunHistory
+from gateway.runs.history import RunHistory
 from gateway.settings import GatewaySettings
-from gateway.spend import SpendControl
+from gateway.spend.control import SpendControl
 
 
 @dataclass

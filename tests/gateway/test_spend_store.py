@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import spend_store
-from gateway.spend_store import RETRY_WHILE_HELD_S, WINDOW_BUCKETS, MemorySpendStore, RedisSpendStore, SpendStore
+from gateway.spend import store as spend_store
+from gateway.spend.store import RETRY_WHILE_HELD_S, WINDOW_BUCKETS, MemorySpendStore, RedisSpendStore, SpendStore
 from tests.support.redis_server import redis_server
 
 

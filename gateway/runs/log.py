@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from agentmesh.v1 import orchestrator_pb2
-from gateway.run_record import RunRecord
+from gateway.runs.record import RunRecord
 
 logger = logging.getLogger("gateway.requests")
 

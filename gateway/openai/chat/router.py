@@ -17,16 +17,16 @@ from agentmesh import metrics
 from agentmesh.read_ahead import read_ahead
 from agentmesh.request_context import current_request_id, new_request_id
 from agentmesh.v1 import orchestrator_pb2
-from gateway import sse, translate
-from gateway.auth import CurrentPrincipal
 from gateway.dependencies import Orchestrator, Runs, Settings, Spend
-from gateway.errors import CLIENT_CLOSED_REQUEST, ApiError, error_responses, rpc_error, shutting_down
+from gateway.edge.auth import CurrentPrincipal
+from gateway.edge.request_limits import check_request_limits
+from gateway.http.strict_json import StrictJsonRoute
+from gateway.openai import sse, translate
+from gateway.openai.errors import CLIENT_CLOSED_REQUEST, ApiError, error_responses, rpc_error, shutting_down
+from gateway.openai.protocol import ChatCompletion, ChatCompletionRequest
 from gateway.orchestrator_client import GatewayShuttingDown
-from gateway.protocol import ChatCompletion, ChatCompletionRequest
-from gateway.request_limits import check_request_limits
-from gateway.run_log import RunLog
-from gateway.spend import SpendingRun
-from gateway.strict_json import StrictJsonRoute
+from gateway.runs.log import RunLog
+from gateway.spend.control import SpendingRun
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["openai"], route_class=StrictJsonRoute)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from gateway.errors import ApiError, service_unavailable
+from gateway.openai.errors import ApiError, service_unavailable
 
 if TYPE_CHECKING:  # uvicorn's private typing module: annotations only
     from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope

@@ -7,7 +7,6 @@ the run really cost when it ends, so concurrent requests, on one replica or many
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -16,9 +15,10 @@ import grpc
 from agentmesh import metrics
 from agentmesh.budget import SPENT_TRAILER
 from agentmesh.v1 import orchestrator_pb2
-from gateway.errors import ApiError, rpc_error, service_unavailable
+from gateway.edge.identity import subject_key
+from gateway.openai.errors import ApiError, rpc_error, service_unavailable
 from gateway.orchestrator_client import RunStream
-from gateway.spend_store import Hold, SpendStore, SpendStoreUnavailable
+from gateway.spend.store import Hold, SpendStore, SpendStoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class SpendControl:
             return Grant(cap)
         wanted = min(cap, self._limit) if cap else self._limit
         try:
-            hold = await self._store.reserve(_key(subject), wanted, self._limit)
+            hold = await self._store.reserve(subject_key(subject), wanted, self._limit)
         except SpendStoreUnavailable as exc:
             logger.error("spend store failed: %s", exc)
             raise service_unavailable("the spend budget's storage is unavailable", "spend_store_unavailable") from None
@@ -156,8 +156,3 @@ def _spent_before_failing(exc: grpc.aio.AioRpcError) -> float | None:
             except ValueError:
                 return None
     return None
-
-
-def _key(subject: str) -> str:
-    # Hashed like the rate limiter's keys: bounded length, and no user names in a shared Redis.
-    return hashlib.sha256(subject.encode()).hexdigest()[:32]
