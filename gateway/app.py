@@ -33,6 +33,7 @@ from gateway.http.request_id import RequestIdMiddleware
 from gateway.http.security_headers import JSON_CSP, SecurityHeadersMiddleware, security_headers
 from gateway.openai import models
 from gateway.openai.chat import router as chat
+from gateway.openai.chat.serving import ChatServing
 from gateway.openai.errors import error_responses, install_error_handlers
 from gateway.operations import health, metrics
 from gateway.orchestrator_client import ORCHESTRATOR_SERVICE, OrchestratorClient
@@ -78,11 +79,12 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None
         channel = create_channel(settings.orchestrator_target, ORCHESTRATOR_SERVICE, tls=settings.grpc_tls)
         state.orchestrator = OrchestratorClient(channel, run_timeout=settings.request_timeout)
         store = spend_store(settings.rate_limit_storage_uri)
-        state.spend = SpendControl(store, settings.max_cost_per_request_usd, settings.spend_limit_usd_per_day)
+        spend = SpendControl(store, settings.max_cost_per_request_usd, settings.spend_limit_usd_per_day)
+        state.chat = ChatServing(settings, state.orchestrator, spend, state.runs)
         try:
             yield
         finally:
-            state.orchestrator = state.spend = None
+            state.orchestrator = state.chat = None
             await channel.close()
             await store.aclose()
 
