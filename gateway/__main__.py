@@ -77,8 +77,8 @@ def uvicorn_config(app: FastAPI, settings: GatewaySettings) -> uvicorn.Config:
         # h11 with read deadlines and a connection bound (gateway.http.h11_protocol), whatever else is installed.
         http=edge_protocol(
             EdgeLimits(
-                header_timeout=settings.http_header_timeout,
-                body_timeout=settings.http_body_timeout,
+                header_timeout_s=settings.http_header_timeout,
+                body_timeout_s=settings.http_body_timeout,
                 max_connections=settings.max_connections,
             )
         ),

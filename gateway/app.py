@@ -41,7 +41,7 @@ from gateway.runs import inspector
 from gateway.runs import router as runs
 from gateway.runs.history import RunHistory
 from gateway.settings import GatewaySettings
-from gateway.spend.control import BUDGET_HEADER, SpendControl
+from gateway.spend.control import REMAINING_USD_HEADER, SpendControl
 from gateway.spend.store import spend_store
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ CORS_EXPOSED_HEADERS = [
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",
     "X-RateLimit-Reset",
-    BUDGET_HEADER,
+    REMAINING_USD_HEADER,
 ]
 
 
@@ -77,7 +77,7 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None
         if limiter is not None and not await limiter.reachable():
             logger.warning("rate limit storage is not reachable yet: /v1 requests get 503 until it is")
         channel = create_channel(settings.orchestrator_target, ORCHESTRATOR_SERVICE, tls=settings.grpc_tls)
-        state.orchestrator = OrchestratorClient(channel, run_timeout=settings.request_timeout)
+        state.orchestrator = OrchestratorClient(channel, run_timeout_s=settings.request_timeout)
         store = spend_store(settings.rate_limit_storage_uri)
         spend = SpendControl(store, settings.max_cost_per_request_usd, settings.spend_limit_usd_per_day)
         state.chat = ChatServing(settings, state.orchestrator, spend, state.runs)

@@ -52,7 +52,7 @@ class Quota:
     limit: int
     remaining: int
     reset_after: int  # whole seconds until the oldest request in the window leaves it (one more fits)
-    budget: str  # e.g. "60 per 1 minute"
+    rule: str  # e.g. "60 per 1 minute"
 
     def headers(self) -> dict[str, str]:
         return {
@@ -174,7 +174,7 @@ class RateLimitMiddleware:
         who = _WHO[self.kind]
         return ApiError(
             429,
-            f"rate limit reached for this {who} ({quota.budget}); retry after {quota.reset_after} s",
+            f"rate limit reached for this {who} ({quota.rule}); retry after {quota.reset_after} s",
             "rate_limit_error",
             code="rate_limit_exceeded",
             headers={"Retry-After": str(quota.reset_after)},

@@ -28,9 +28,10 @@ from gateway.openai.errors import CLIENT_CLOSED_REQUEST, ApiError, rpc_error, sh
 from gateway.openai.protocol import ChatCompletionRequest
 from gateway.orchestrator_client import GatewayShuttingDown, OrchestratorClient
 from gateway.runs.history import RunHistory
-from gateway.runs.log import RunLog
+from gateway.runs.log import finish_run
+from gateway.runs.record import RunRecord
 from gateway.settings import GatewaySettings
-from gateway.spend.control import Grant, SpendControl, SpendingRun
+from gateway.spend.control import Grant, SettlingCall, SpendControl
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,11 +63,11 @@ class ChatServing:
         self._check(body)
         run_request = translate.to_run_request(body)
         grant = await self._spend.open(subject, body.max_cost_usd)
-        run_request.max_cost_usd = grant.cap
+        run_request.max_cost_usd = grant.cost_cap_usd
         request_id = current_request_id() or new_request_id()
         completion_id = f"chatcmpl-{request_id}"
         created = int(time.time())
-        run_log = RunLog(subject, self._runs.start(completion_id, request_id, subject, body.stream))
+        record = self._runs.start(completion_id, request_id, subject, body.stream)
         stream = self._spend.watch(self._orchestrator.run(run_request), grant)
         first = asyncio.ensure_future(stream.next_event())
         try:
@@ -76,18 +77,18 @@ class ChatServing:
             await _unless_disconnected(request, asyncio.wait({first}, timeout=wait))
             if first.done():
                 first.result()  # raises the early failure
-            events = [] if body.stream else await _unless_disconnected(request, _events(first, stream, run_log))
+            events = [] if body.stream else await _unless_disconnected(request, _events(first, stream, record))
         except BaseException as exc:
             outcome = self.outcome_of(exc, grant, streaming=False)
-            run_log.finish(outcome.code, outcome.message)
+            finish_run(record, subject, outcome.code, outcome.message)
             stream.cancel()
             if outcome.error is None:
                 raise
             raise outcome.error from None
         if body.stream:
             chunks = translate.ChunkStream(completion_id, created, body.model, self._show_progress, body.include_usage)
-            return sse.EventStreamResponse(self._relay(stream, first, chunks, run_log, grant), grant.headers())
-        run_log.finish("ok")
+            return sse.EventStreamResponse(self._relay(stream, first, chunks, record, subject, grant), grant.headers())
+        finish_run(record, subject, "ok")
         result = translate.completion(completion_id, created, body.model, events, self._show_progress)
         return JSONResponse(result.model_dump(), headers=grant.headers(stream.cost))
 
@@ -122,10 +123,11 @@ class ChatServing:
 
     async def _relay(
         self,
-        stream: SpendingRun,
+        stream: SettlingCall,
         first: asyncio.Future[orchestrator_pb2.RunEvent | None],
         chunks: translate.ChunkStream,
-        run_log: RunLog,
+        record: RunRecord,
+        subject: str,
         grant: Grant,
     ) -> AsyncGenerator[bytes, None]:
         """The SSE body: after the first byte an error becomes one error event, and [DONE] always ends it.
@@ -144,7 +146,7 @@ class ChatServing:
                         yield sse.KEEPALIVE
                         continue
                     for event in events:
-                        run_log.observe(event)
+                        record.observe(event)
                     if data := sse.events(c for event in translate.joined(events) for c in chunks.on_event(event)):
                         yield data  # events with nothing to show (the usage, progress when hidden) write nothing
             yield sse.events(chunks.finish())
@@ -158,7 +160,7 @@ class ChatServing:
             yield sse.event(outcome.error.body())
         finally:
             metrics.streams_in_flight.dec()
-            run_log.finish(outcome.code, outcome.message)
+            finish_run(record, subject, outcome.code, outcome.message)
             stream.cancel()
             if not first.done():
                 first.cancel()
@@ -166,7 +168,7 @@ class ChatServing:
 
 
 async def _run_events(
-    first: asyncio.Future[orchestrator_pb2.RunEvent | None], stream: SpendingRun
+    first: asyncio.Future[orchestrator_pb2.RunEvent | None], stream: SettlingCall
 ) -> AsyncIterator[orchestrator_pb2.RunEvent]:
     event = await first
     while event is not None:
@@ -175,12 +177,12 @@ async def _run_events(
 
 
 async def _events(
-    first: asyncio.Future[orchestrator_pb2.RunEvent | None], stream: SpendingRun, run_log: RunLog
+    first: asyncio.Future[orchestrator_pb2.RunEvent | None], stream: SettlingCall, record: RunRecord
 ) -> list[orchestrator_pb2.RunEvent]:
     """Every event of the run, each observed as it arrives: the run's record gets its real timeline."""
     events = []
     async for event in _run_events(first, stream):
-        run_log.observe(event)
+        record.observe(event)
         events.append(event)
     return events
 
