@@ -33,7 +33,8 @@ from agentmesh.logging import configure_logging
 from agentmesh.settings import load_settings
 from gateway.__main__ import uvicorn_config
 from gateway.app import create_app
-from gateway.auth import AuthMiddleware, Principal, _principal
+from gateway.edge.auth import AuthMiddleware, current_principal
+from gateway.edge.identity import Principal
 from gateway.settings import GatewaySettings
 from tests.e2e.conftest import mint_token
 from tests.support.processes import ServiceProcess, free_port, process_mesh, spawn, wait_for_http_ready
@@ -59,7 +60,7 @@ def serve_without_auth_and_limits() -> None:
     configure_logging("gateway-bare", settings.log_level, settings.log_format)
     app = create_app(settings)
     app.user_middleware = [m for m in app.user_middleware if cast(object, m.cls) is not AuthMiddleware]
-    app.dependency_overrides[_principal] = lambda: Principal(subject="bench", claims={})
+    app.dependency_overrides[current_principal] = lambda: Principal(subject="bench", claims={})
     # gateway.__main__'s config, without its drain-on-signal subclass (which costs nothing per request).
     uvicorn.Server(uvicorn_config(app, settings)).run()
 

@@ -16,8 +16,8 @@ from agentmesh.runtime import freeze_startup_heap
 from agentmesh.settings import load_settings
 from agentmesh.telemetry import configure_tracing, shutdown_tracing
 from gateway.app import create_app
-from gateway.http_protocol import EdgeLimits, edge_protocol
-from gateway.routes.health import mark_draining
+from gateway.http.h11_protocol import EdgeLimits, edge_protocol
+from gateway.operations.health import mark_draining
 from gateway.settings import GatewaySettings
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class DrainingServer(uvicorn.Server):
 
 
 def uvicorn_config(app: FastAPI, settings: GatewaySettings) -> uvicorn.Config:
-    # uvicorn's access log writes query strings (a token sent as ?access_token=); gateway.access_log replaces it.
+    # uvicorn's access log writes query strings (a token sent as ?access_token=); gateway.http.access_log replaces it.
     logging.getLogger("uvicorn.access").disabled = True
     return uvicorn.Config(
         app,
@@ -74,11 +74,11 @@ def uvicorn_config(app: FastAPI, settings: GatewaySettings) -> uvicorn.Config:
         server_header=False,
         ws="none",
         loop=settings.event_loop,
-        # h11 with read deadlines and a connection bound (gateway.http_protocol), whatever else is installed.
+        # h11 with read deadlines and a connection bound (gateway.http.h11_protocol), whatever else is installed.
         http=edge_protocol(
             EdgeLimits(
-                header_timeout=settings.http_header_timeout,
-                body_timeout=settings.http_body_timeout,
+                header_timeout_s=settings.http_header_timeout,
+                body_timeout_s=settings.http_body_timeout,
                 max_connections=settings.max_connections,
             )
         ),

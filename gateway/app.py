@@ -14,16 +14,9 @@ from starlette.middleware.cors import CORSMiddleware
 
 from agentmesh.request_context import REQUEST_ID_HEADER
 from agentmesh.rpc.channel import create_channel
-from gateway.access_log import AccessLogMiddleware
-from gateway.auth import AuthMiddleware, TokenVerifier
-from gateway.body_limit import BodySizeLimitMiddleware
 from gateway.dependencies import GatewayState
-from gateway.errors import error_responses, install_error_handlers
-from gateway.framing import AmbiguousFramingMiddleware
-from gateway.head import HeadAsGetMiddleware
-from gateway.http_metrics import HttpMetricsMiddleware
-from gateway.orchestrator_client import ORCHESTRATOR_SERVICE, OrchestratorClient
-from gateway.rate_limit import (
+from gateway.edge.auth import AuthMiddleware, TokenVerifier
+from gateway.edge.rate_limit import (
     RateLimiter,
     RateLimitMiddleware,
     StreamConcurrencyMiddleware,
@@ -31,13 +24,25 @@ from gateway.rate_limit import (
     verified_ip,
     verified_subject,
 )
-from gateway.request_id import RequestIdMiddleware
-from gateway.routes import chat, health, inspector, metrics, models, runs
-from gateway.run_history import RunHistory
-from gateway.security_headers import JSON_CSP, SecurityHeadersMiddleware, security_headers
+from gateway.http.access_log import AccessLogMiddleware
+from gateway.http.body_limit import BodySizeLimitMiddleware
+from gateway.http.framing import AmbiguousFramingMiddleware
+from gateway.http.head import HeadAsGetMiddleware
+from gateway.http.metrics import HttpMetricsMiddleware
+from gateway.http.request_id import RequestIdMiddleware
+from gateway.http.security_headers import JSON_CSP, SecurityHeadersMiddleware, security_headers
+from gateway.openai import models
+from gateway.openai.chat import router as chat
+from gateway.openai.chat.serving import ChatServing
+from gateway.openai.errors import error_responses, install_error_handlers
+from gateway.operations import health, metrics
+from gateway.orchestrator_client import ORCHESTRATOR_SERVICE, OrchestratorClient
+from gateway.runs import inspector
+from gateway.runs import router as runs
+from gateway.runs.history import RunHistory
 from gateway.settings import GatewaySettings
-from gateway.spend import BUDGET_HEADER, SpendControl
-from gateway.spend_store import spend_store
+from gateway.spend.control import REMAINING_USD_HEADER, SpendControl
+from gateway.spend.store import spend_store
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +54,7 @@ CORS_EXPOSED_HEADERS = [
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",
     "X-RateLimit-Reset",
-    BUDGET_HEADER,
+    REMAINING_USD_HEADER,
 ]
 
 
@@ -72,13 +77,14 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None
         if limiter is not None and not await limiter.reachable():
             logger.warning("rate limit storage is not reachable yet: /v1 requests get 503 until it is")
         channel = create_channel(settings.orchestrator_target, ORCHESTRATOR_SERVICE, tls=settings.grpc_tls)
-        state.orchestrator = OrchestratorClient(channel, run_timeout=settings.request_timeout)
+        state.orchestrator = OrchestratorClient(channel, run_timeout_s=settings.request_timeout)
         store = spend_store(settings.rate_limit_storage_uri)
-        state.spend = SpendControl(store, settings.max_cost_per_request_usd, settings.spend_limit_usd_per_day)
+        spend = SpendControl(store, settings.max_cost_per_request_usd, settings.spend_limit_usd_per_day)
+        state.chat = ChatServing(settings, state.orchestrator, spend, state.runs)
         try:
             yield
         finally:
-            state.orchestrator = state.spend = None
+            state.orchestrator = state.chat = None
             await channel.close()
             await store.aclose()
 

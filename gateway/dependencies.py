@@ -1,4 +1,4 @@
-"""Per-request access to what the app holds: its settings, the orchestrator client and the recent runs."""
+"""Per-request access to what the app holds: its settings, the orchestrator client, chat serving and the recent runs."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from gateway.openai.chat.serving import ChatServing
 from gateway.orchestrator_client import OrchestratorClient
-from gateway.run_history import RunHistory
+from gateway.runs.history import RunHistory
 from gateway.settings import GatewaySettings
-from gateway.spend import SpendControl
 
 
 @dataclass
@@ -20,7 +20,7 @@ class GatewayState:
     runs: RunHistory
     # Set by the app's lifespan for as long as the app runs.
     orchestrator: OrchestratorClient | None = None
-    spend: SpendControl | None = None
+    chat: ChatServing | None = None
 
 
 async def _state(request: Request) -> GatewayState:
@@ -29,20 +29,16 @@ async def _state(request: Request) -> GatewayState:
     return state
 
 
-async def _settings(state: Annotated[GatewayState, Depends(_state)]) -> GatewaySettings:
-    return state.settings
-
-
 async def _orchestrator(state: Annotated[GatewayState, Depends(_state)]) -> OrchestratorClient:
     if state.orchestrator is None:
         raise RuntimeError("the orchestrator client exists only while the app's lifespan runs")
     return state.orchestrator
 
 
-async def _spend(state: Annotated[GatewayState, Depends(_state)]) -> SpendControl:
-    if state.spend is None:
-        raise RuntimeError("spend control exists only while the app's lifespan runs")
-    return state.spend
+async def _chat(state: Annotated[GatewayState, Depends(_state)]) -> ChatServing:
+    if state.chat is None:
+        raise RuntimeError("chat serving exists only while the app's lifespan runs")
+    return state.chat
 
 
 async def _runs(state: Annotated[GatewayState, Depends(_state)]) -> RunHistory:
@@ -50,7 +46,6 @@ async def _runs(state: Annotated[GatewayState, Depends(_state)]) -> RunHistory:
 
 
 State = Annotated[GatewayState, Depends(_state)]
-Settings = Annotated[GatewaySettings, Depends(_settings)]
 Orchestrator = Annotated[OrchestratorClient, Depends(_orchestrator)]
-Spend = Annotated[SpendControl, Depends(_spend)]
+Chat = Annotated[ChatServing, Depends(_chat)]
 Runs = Annotated[RunHistory, Depends(_runs)]

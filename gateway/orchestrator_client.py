@@ -10,20 +10,20 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from agentmesh.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 
 ORCHESTRATOR_SERVICE: str = orchestrator_pb2.DESCRIPTOR.services_by_name["Orchestrator"].full_name
-READINESS_TIMEOUT_SECONDS = 2.0
+READINESS_TIMEOUT_S = 2.0
 
 
 class GatewayShuttingDown(Exception):
     """The gateway ended this run because its shutdown grace period ran out."""
 
 
-class RunStream:
+class OrchestratorCall:
     """One open ``Orchestrator.Run`` call."""
 
     def __init__(
         self,
         call: grpc.aio.UnaryStreamCall[orchestrator_pb2.RunRequest, orchestrator_pb2.RunEvent],
-        open_runs: set[RunStream],
+        open_runs: set[OrchestratorCall],
     ) -> None:
         self._call = call
         self._open_runs = open_runs
@@ -57,15 +57,15 @@ class RunStream:
 
 
 class OrchestratorClient:
-    def __init__(self, channel: grpc.aio.Channel, run_timeout: float) -> None:
+    def __init__(self, channel: grpc.aio.Channel, run_timeout_s: float) -> None:
         self._run = orchestrator_pb2_grpc.OrchestratorStub(channel).Run
         self._health = health_pb2_grpc.HealthStub(channel)
-        self._run_timeout = run_timeout
-        self._open_runs: set[RunStream] = set()
+        self._run_timeout_s = run_timeout_s
+        self._open_runs: set[OrchestratorCall] = set()
 
-    def run(self, request: orchestrator_pb2.RunRequest) -> RunStream:
+    def run(self, request: orchestrator_pb2.RunRequest) -> OrchestratorCall:
         """Opens the call with the request's deadline; the request id travels in metadata (channel interceptor)."""
-        return RunStream(self._run(request, timeout=self._run_timeout), self._open_runs)
+        return OrchestratorCall(self._run(request, timeout=self._run_timeout_s), self._open_runs)
 
     def end_open_runs(self) -> int:
         """Ends every run still open (shutdown grace is over): each reader gets ``GatewayShuttingDown``."""
@@ -78,7 +78,7 @@ class OrchestratorClient:
         """True when the orchestrator reports SERVING for its service; any failure counts as not ready."""
         try:
             response = await self._health.Check(
-                health_pb2.HealthCheckRequest(service=ORCHESTRATOR_SERVICE), timeout=READINESS_TIMEOUT_SECONDS
+                health_pb2.HealthCheckRequest(service=ORCHESTRATOR_SERVICE), timeout=READINESS_TIMEOUT_S
             )
         except grpc.aio.AioRpcError:
             return False

@@ -266,8 +266,8 @@ async def test_clock_skew_within_the_leeway_is_tolerated(start_gateway: GatewayF
 
 
 async def test_rejection_details_are_logged(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("INFO", logger="gateway.auth")
+    caplog.set_level("INFO", logger="gateway.edge.auth")
     await status_of(gateway, mint_token()[:-4] + "AAAA")
-    records = [r for r in caplog.records if r.name == "gateway.auth" and r.getMessage() == "rejected token"]
+    records = [r for r in caplog.records if r.name == "gateway.edge.auth" and r.getMessage() == "rejected token"]
     assert records and records[-1].reason == "bad_signature"
     assert "Signature verification failed" in records[-1].detail

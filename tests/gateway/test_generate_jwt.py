@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.auth import TokenVerifier
+from gateway.edge.auth import TokenVerifier
 from tests.gateway.conftest import SECRET, gateway_settings
 from tests.support.processes import REPO_ROOT
 

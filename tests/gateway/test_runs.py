@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from agentmesh.v1 import common_pb2, orchestrator_pb2
-from gateway.rate_limit import subject_key
-from gateway.security_headers import INSPECTOR_CSP
+from gateway.edge.identity import subject_key
+from gateway.http.security_headers import INSPECTOR_CSP
 from tests.gateway.conftest import (
     HAPPY_RUN,
     MODEL,

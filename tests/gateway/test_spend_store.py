@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import spend_store
-from gateway.spend_store import RETRY_WHILE_HELD_S, WINDOW_BUCKETS, MemorySpendStore, RedisSpendStore, SpendStore
+from gateway.spend import store as spend_store
+from gateway.spend.store import RETRY_WHILE_HELD_S, WINDOW_BUCKETS, MemorySpendStore, RedisSpendStore, SpendStore
 from tests.support.redis_server import redis_server
 
 
@@ -28,18 +28,18 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 async def test_reservations_never_exceed_the_limit_and_settle_to_the_cost(store: SpendStore) -> None:
     holds = await asyncio.gather(*(store.reserve("alice", 0.3, 1.0) for _ in range(5)))
-    assert sorted(h.granted for h in holds) == pytest.approx([0.0, 0.1, 0.3, 0.3, 0.3])
-    refused = next(h for h in holds if h.granted == 0)
+    assert sorted(h.reserved_usd for h in holds) == pytest.approx([0.0, 0.1, 0.3, 0.3, 0.3])
+    refused = next(h for h in holds if h.reserved_usd == 0)
     assert refused.retry_after_s == RETRY_WHILE_HELD_S  # held by runs in flight, not spent
     for hold in holds:
-        if hold.granted:
-            await store.settle(hold, hold.granted / 2)
+        if hold.reserved_usd:
+            await store.settle(hold, hold.reserved_usd / 2)
     again = await store.reserve("alice", 1.0, 1.0)
-    assert again.granted == pytest.approx(0.5)
-    assert (await store.reserve("bob", 1.0, 1.0)).granted == pytest.approx(1.0)
+    assert again.reserved_usd == pytest.approx(0.5)
+    assert (await store.reserve("bob", 1.0, 1.0)).reserved_usd == pytest.approx(1.0)
     await store.settle(again, 0.5)
     spent = await store.reserve("alice", 1.0, 1.0)
-    assert spent.granted == 0
+    assert spent.reserved_usd == 0
     assert 24 * 3600 - 120 < spent.retry_after_s <= 24 * 3600 + 60  # nothing held: the oldest spending must go
 
 
@@ -49,6 +49,6 @@ async def test_spending_older_than_a_day_no_longer_counts(store: SpendStore, mon
     old = await store.reserve("alice", 1.0, 1.0)
     await store.settle(old, 1.0)
     monkeypatch.setattr(spend_store, "_now_bucket", lambda: now - WINDOW_BUCKETS)
-    assert (await store.reserve("alice", 1.0, 1.0)).granted == 0  # exactly a day (and a minute) ago: still counted
+    assert (await store.reserve("alice", 1.0, 1.0)).reserved_usd == 0  # exactly a day (and a minute) ago: still counted
     monkeypatch.setattr(spend_store, "_now_bucket", lambda: now)
-    assert (await store.reserve("alice", 0.5, 1.0)).granted == pytest.approx(0.5)
+    assert (await store.reserve("alice", 0.5, 1.0)).reserved_usd == pytest.approx(0.5)

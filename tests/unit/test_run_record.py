@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from agentmesh.v1 import common_pb2, orchestrator_pb2
-from gateway.rate_limit import subject_key
-from gateway.run_history import RunHistory
-from gateway.run_record import RunRecord
+from gateway.edge.identity import subject_key
+from gateway.runs.history import RunHistory
+from gateway.runs.record import RunRecord
 
 RunEvent = orchestrator_pb2.RunEvent
 

@@ -1,4 +1,4 @@
-"""gateway.translate: OpenAI messages -> RunRequest, RunEvents -> chunks and completions (pure, no sockets)."""
+"""gateway.openai.translate: OpenAI messages -> RunRequest, RunEvents -> chunks and completions (pure, no sockets)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from agentmesh.v1 import common_pb2, orchestrator_pb2
-from gateway.protocol import ChatCompletionRequest
-from gateway.translate import ChunkStream, InvalidRequest, completion, to_run_request, usage_object
+from gateway.openai.protocol import ChatCompletionRequest, InvalidRequest
+from gateway.openai.translate import ChunkStream, completion, to_run_request, usage_object
 
 
 def _request(**fields: Any) -> ChatCompletionRequest:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from gateway.rate_limit import subject_key
-from gateway.run_record import RunRecord
+from gateway.edge.identity import subject_key
+from gateway.runs.record import RunRecord
 
 
 class RunHistory:

@@ -33,12 +33,12 @@ class SpendStoreUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Hold:
-    """A reservation against a subject's day: ``granted`` dollars in ``bucket``, ``left`` after it."""
+    """A reservation against a subject's day: ``reserved_usd`` in ``bucket``, ``left_usd`` of the day after it."""
 
     key: str
     bucket: int
-    granted: float
-    left: float
+    reserved_usd: float
+    left_usd: float
     retry_after_s: int  # when budget may be free again: runs in flight ending, or the oldest spending leaving
 
 
@@ -87,9 +87,9 @@ class MemorySpendStore:
     async def settle(self, hold: Hold, cost: float) -> None:
         buckets = self._buckets.get(hold.key)
         if buckets is not None and hold.bucket in buckets:
-            buckets[hold.bucket] += cost - hold.granted
+            buckets[hold.bucket] += cost - hold.reserved_usd
         if hold.key in self._held:
-            self._held[hold.key] -= hold.granted
+            self._held[hold.key] -= hold.reserved_usd
 
     async def aclose(self) -> None:
         self._buckets.clear()
@@ -147,8 +147,8 @@ class RedisSpendStore:
     async def settle(self, hold: Hold, cost: float) -> None:
         try:
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hincrbyfloat(KEY_PREFIX + hold.key, str(hold.bucket), cost - hold.granted)
-                pipe.hincrbyfloat(KEY_PREFIX + hold.key, HELD, -hold.granted)
+                pipe.hincrbyfloat(KEY_PREFIX + hold.key, str(hold.bucket), cost - hold.reserved_usd)
+                pipe.hincrbyfloat(KEY_PREFIX + hold.key, HELD, -hold.reserved_usd)
                 await pipe.execute()
         except RedisError as exc:
             raise SpendStoreUnavailable(str(exc)) from None

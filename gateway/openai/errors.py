@@ -14,9 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentmesh.request_context import REQUEST_ID_HEADER, current_request_id
 from agentmesh.rpc.errors import is_own_status, message_too_large, public_words
-from gateway.protocol import ErrorDetail, ErrorResponse
-from gateway.request_id import echoed_request_id
-from gateway.translate import InvalidRequest
+from gateway.http.request_id import echoed_request_id
+from gateway.openai.protocol import ErrorDetail, ErrorResponse, InvalidRequest
 
 logger = logging.getLogger(__name__)
 

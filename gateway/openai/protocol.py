@@ -22,6 +22,15 @@ def _encodable(value: str) -> str:
 Text = Annotated[str, AfterValidator(_encodable)]
 
 
+class InvalidRequest(Exception):
+    """The request cannot be served as sent; ``param`` names the offending field (OpenAI style)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
 class ContentPart(BaseModel):
     """One part of a message's content; only ``type: "text"`` is supported (checked by translate)."""
 

@@ -7,8 +7,8 @@ from importlib.resources import files
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from gateway.errors import ApiError
-from gateway.security_headers import INSPECTOR_CSP
+from gateway.http.security_headers import INSPECTOR_CSP
+from gateway.openai.errors import ApiError
 
 router = APIRouter(include_in_schema=False)
 
@@ -19,7 +19,7 @@ _TYPES = {
     "icon.svg": "image/svg+xml",
 }
 # Read once: the page is part of the release, not a directory served from disk.
-_FILES = {name: files("gateway").joinpath("inspector", name).read_bytes() for name in _TYPES}
+_FILES = {name: files("gateway.runs").joinpath("static", name).read_bytes() for name in _TYPES}
 
 
 def _asset(name: str) -> Response:

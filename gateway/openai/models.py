@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.auth import CurrentPrincipal
 from gateway.dependencies import State
-from gateway.protocol import ErrorResponse, ModelCard, ModelList
+from gateway.edge.auth import CurrentPrincipal
+from gateway.openai.protocol import ErrorResponse, ModelCard, ModelList
 
 router = APIRouter(tags=["openai"])
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from gateway.protocol import CompletionUsage
+from gateway.openai.protocol import CompletionUsage
 
 Status = Literal["in_progress", "ok", "error"]
 Phase = Literal["planning", "coordination", "synthesis"]

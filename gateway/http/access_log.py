@@ -6,7 +6,7 @@ import logging
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.observed_response import ObservedResponse
+from gateway.http.observed_response import ObservedResponse
 
 logger = logging.getLogger("gateway.access")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.errors import ApiError
+from gateway.openai.errors import ApiError
 
 
 class AmbiguousFramingMiddleware:

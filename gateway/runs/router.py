@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.auth import CurrentPrincipal
 from gateway.dependencies import Runs
-from gateway.errors import ApiError
-from gateway.protocol import ErrorResponse
-from gateway.run_views import RunList, RunView
+from gateway.edge.auth import CurrentPrincipal
+from gateway.openai.errors import ApiError
+from gateway.openai.protocol import ErrorResponse
+from gateway.runs.views import RunList, RunView
 
 router = APIRouter(tags=["runs"])
 

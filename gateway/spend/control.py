@@ -7,7 +7,6 @@ the run really cost when it ends, so concurrent requests, on one replica or many
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -16,20 +15,21 @@ import grpc
 from agentmesh import metrics
 from agentmesh.cost_cap import SPENT_TRAILER
 from agentmesh.v1 import orchestrator_pb2
-from gateway.errors import ApiError, rpc_error, service_unavailable
-from gateway.orchestrator_client import RunStream
-from gateway.spend_store import Hold, SpendStore, SpendStoreUnavailable
+from gateway.edge.identity import subject_key
+from gateway.openai.errors import ApiError, rpc_error, service_unavailable
+from gateway.orchestrator_client import OrchestratorCall
+from gateway.spend.store import Hold, SpendStore, SpendStoreUnavailable
 
 logger = logging.getLogger(__name__)
 
-BUDGET_HEADER = "X-Budget-Remaining-USD"
+REMAINING_USD_HEADER = "X-Budget-Remaining-USD"
 
 
 @dataclass
 class Grant:
-    """What one request may spend: ``cap`` (0: no cap), and its hold on the subject's day, if it has one."""
+    """What one request may spend: ``cost_cap_usd`` (0: no cap), and its hold on the subject's day, if any."""
 
-    cap: float
+    cost_cap_usd: float
     hold: Hold | None = None
     # The day's remainder, not the request's own cap, is what limits the run.
     daily_bound: bool = False
@@ -38,8 +38,8 @@ class Grant:
         """What is left of the day: after this request's reservation, or after its ``cost`` once known."""
         if self.hold is None:
             return {}
-        left = self.hold.left + (self.hold.granted - cost if cost is not None else 0.0)
-        return {BUDGET_HEADER: f"{max(0.0, left):.6f}"}
+        left = self.hold.left_usd + (self.hold.reserved_usd - cost if cost is not None else 0.0)
+        return {REMAINING_USD_HEADER: f"{max(0.0, left):.6f}"}
 
 
 class SpendControl:
@@ -47,29 +47,29 @@ class SpendControl:
 
     def __init__(self, store: SpendStore, max_cost_per_request: float, limit_per_day: float) -> None:
         self._store = store
-        self._max_cost = max_cost_per_request
-        self._limit = limit_per_day
+        self._max_cost_usd = max_cost_per_request
+        self._limit_usd_per_day = limit_per_day
         self._settling: set[asyncio.Task[None]] = set()
 
     async def open(self, subject: str, requested: float | None) -> Grant:
         """The request's cap: the server's default, lowered by the request, lowered by what is left of the day."""
-        caps = [cap for cap in (requested, self._max_cost) if cap]
+        caps = [cap for cap in (requested, self._max_cost_usd) if cap]
         cap = min(caps) if caps else 0.0
-        if not self._limit:
+        if not self._limit_usd_per_day:
             return Grant(cap)
-        wanted = min(cap, self._limit) if cap else self._limit
+        wanted = min(cap, self._limit_usd_per_day) if cap else self._limit_usd_per_day
         try:
-            hold = await self._store.reserve(_key(subject), wanted, self._limit)
+            hold = await self._store.reserve(subject_key(subject), wanted, self._limit_usd_per_day)
         except SpendStoreUnavailable as exc:
             logger.error("spend store failed: %s", exc)
             raise service_unavailable("the spend budget's storage is unavailable", "spend_store_unavailable") from None
-        grant = Grant(hold.granted, hold, daily_bound=hold.granted < wanted or not cap)
-        if hold.granted <= 0:
+        grant = Grant(hold.reserved_usd, hold, daily_bound=hold.reserved_usd < wanted or not cap)
+        if hold.reserved_usd <= 0:
             raise self._insufficient_quota(grant)
         return grant
 
-    def watch(self, run: RunStream, grant: Grant) -> SpendingRun:
-        return SpendingRun(run, grant, self)
+    def watch(self, run: OrchestratorCall, grant: Grant) -> SettlingCall:
+        return SettlingCall(run, grant, self)
 
     def rpc_error(self, exc: grpc.aio.AioRpcError, grant: Grant) -> ApiError:
         """A cap too small for the run is the client's 400, or a 429 when what is left of the day made it so."""
@@ -93,7 +93,9 @@ class SpendControl:
         if grant.hold is None:
             return
         try:
-            await self._store.settle(grant.hold, grant.hold.granted if cost is None else min(cost, grant.hold.granted))
+            await self._store.settle(
+                grant.hold, grant.hold.reserved_usd if cost is None else min(cost, grant.hold.reserved_usd)
+            )
         except SpendStoreUnavailable as exc:
             logger.error("spend store failed to settle a run; its whole reservation stays spent: %s", exc)
 
@@ -101,21 +103,22 @@ class SpendControl:
         metrics.spend_refusals.labels("daily_budget").inc()
         assert grant.hold is not None
         retry_after = grant.hold.retry_after_s
+        left_usd = max(0.0, grant.hold.left_usd + grant.hold.reserved_usd)
         return ApiError(
             429,
-            f"daily spend limit reached for this token subject: SPEND_LIMIT_USD_PER_DAY is ${self._limit:g} per "
-            f"rolling 24 h and ${max(0.0, grant.hold.left + grant.hold.granted):.6f} of it is left (runs in flight "
-            f"count at what they may cost){detail}; retry after {retry_after} s",
+            f"daily spend limit reached for this token subject: SPEND_LIMIT_USD_PER_DAY is "
+            f"${self._limit_usd_per_day:g} per rolling 24 h and ${left_usd:.6f} of it is left (runs in flight count "
+            f"at what they may cost){detail}; retry after {retry_after} s",
             "insufficient_quota",
             code="insufficient_quota",
             headers={"Retry-After": str(retry_after), **grant.headers()},
         )
 
 
-class SpendingRun:
-    """A RunStream that settles its grant once the run ends, however it ends."""
+class SettlingCall:
+    """An OrchestratorCall that settles its grant once the run ends, however it ends."""
 
-    def __init__(self, run: RunStream, grant: Grant, control: SpendControl) -> None:
+    def __init__(self, run: OrchestratorCall, grant: Grant, control: SpendControl) -> None:
         self._run = run
         self._grant = grant
         self._control = control
@@ -156,8 +159,3 @@ def _spent_before_failing(exc: grpc.aio.AioRpcError) -> float | None:
             except ValueError:
                 return None
     return None
-
-
-def _key(subject: str) -> str:
-    # Hashed like the rate limiter's keys: bounded length, and no user names in a shared Redis.
-    return hashlib.sha256(subject.encode()).hexdigest()[:32]

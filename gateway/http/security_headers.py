@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.auth import is_protected
+from gateway.http.paths import is_protected
 
 # The API serves JSON and event streams, never a page: nothing may load, frame or be framed.
 JSON_CSP = "default-src 'none'; frame-ancestors 'none'"

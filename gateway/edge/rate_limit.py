@@ -10,7 +10,6 @@ by every replica. The concurrency cap is always per process.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -27,8 +26,10 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentmesh import metrics
-from gateway.auth import TokenVerifier, is_protected, principal_of, route_path
-from gateway.errors import ApiError, service_unavailable
+from gateway.edge.auth import TokenVerifier
+from gateway.edge.identity import client_ip, principal_of, subject_key
+from gateway.http.paths import is_protected, route_path
+from gateway.openai.errors import ApiError, service_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class Quota:
     limit: int
     remaining: int
     reset_after: int  # whole seconds until the oldest request in the window leaves it (one more fits)
-    budget: str  # e.g. "60 per 1 minute"
+    rule: str  # e.g. "60 per 1 minute"
 
     def headers(self) -> dict[str, str]:
         return {
@@ -104,12 +105,6 @@ class RateLimiter:
         return Quota(allowed, item.amount, max(0, remaining), reset_after, str(item))
 
 
-def client_ip(scope: Scope) -> str:
-    """The socket peer; uvicorn replaces it from X-Forwarded-For only when TRUST_PROXY_HEADERS is on."""
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
-
-
 def verified_ip(scope: Scope) -> str | None:
     return client_ip(scope) if principal_of(scope) is not None else None
 
@@ -133,11 +128,6 @@ def verified_subject(scope: Scope) -> str | None:
     if principal is None:
         return None
     return subject_key(principal.subject)
-
-
-def subject_key(subject: str) -> str:
-    """A subject as the gateway stores it: hashed, for a bounded length and no user names in a shared Redis."""
-    return hashlib.sha256(subject.encode()).hexdigest()[:32]
 
 
 class RateLimitMiddleware:
@@ -184,7 +174,7 @@ class RateLimitMiddleware:
         who = _WHO[self.kind]
         return ApiError(
             429,
-            f"rate limit reached for this {who} ({quota.budget}); retry after {quota.reset_after} s",
+            f"rate limit reached for this {who} ({quota.rule}); retry after {quota.reset_after} s",
             "rate_limit_error",
             code="rate_limit_exceeded",
             headers={"Retry-After": str(quota.reset_after)},

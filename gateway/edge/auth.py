@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 import jwt
@@ -14,22 +13,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.errors import ApiError
+from gateway.edge.identity import Principal, principal_of
+from gateway.http.paths import is_protected
+from gateway.openai.errors import ApiError
 from gateway.settings import GatewaySettings
 
 logger = logging.getLogger(__name__)
 
-PROTECTED_PREFIX = "/v1/"
 MAX_SUBJECT_LENGTH = 256
 SUBJECT_RULE = f"the subject (sub) must be a string of 1 to {MAX_SUBJECT_LENGTH} printable characters"
 # Documents the scheme in OpenAPI; AuthMiddleware has verified the token before any route runs.
 _bearer = HTTPBearer(auto_error=False, description="a JWT signed for this gateway; `sub` names the caller")
-
-
-@dataclass(frozen=True)
-class Principal:
-    subject: str
-    claims: dict[str, Any]
 
 
 def unauthorized(message: str, *, invalid_token: bool, invalid_request: bool = False) -> ApiError:
@@ -159,16 +153,6 @@ def _check_subject(subject: Any) -> None:
         raise TokenRejected("bad_subject", SUBJECT_RULE)
 
 
-def route_path(scope: Scope) -> str:
-    """The path routes match against (without a ``root_path`` prefix)."""
-    path, root = str(scope.get("path", "")), str(scope.get("root_path", ""))
-    return path[len(root) :] if root and path.startswith(root) else path
-
-
-def is_protected(scope: Scope) -> bool:
-    return route_path(scope).startswith(PROTECTED_PREFIX)
-
-
 class AuthMiddleware:
     """Rejects any /v1 request without a valid token before its body is read, and keeps the principal in
     ``scope["state"]`` for the rate limiter and ``CurrentPrincipal``.
@@ -204,12 +188,7 @@ def _one_authorization(headers: Headers) -> str | None:
     return values[0] if values else None
 
 
-def principal_of(scope: Scope) -> Principal | None:
-    principal = scope.get("state", {}).get("principal")
-    return principal if isinstance(principal, Principal) else None
-
-
-async def _principal(
+async def current_principal(
     request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
     # Fails closed should a route requiring a principal ever be mounted outside the middleware's prefix.
@@ -219,4 +198,4 @@ async def _principal(
     return principal
 
 
-CurrentPrincipal = Annotated[Principal, Depends(_principal)]
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI, Request
 
 from gateway.dependencies import Orchestrator
-from gateway.errors import service_unavailable
-from gateway.protocol import ErrorResponse
+from gateway.openai.errors import service_unavailable
+from gateway.openai.protocol import ErrorResponse
 
 router = APIRouter(tags=["health"])
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from agentmesh.usage import summarize
 from agentmesh.v1 import common_pb2, orchestrator_pb2
-from gateway.protocol import UnfinishedSubtask
-from gateway.run_views import Phase, PhaseView, PlanView, RunError, RunSummary, RunView, Status, SubtaskView
-from gateway.translate import unfinished, usage_object
+from gateway.openai.protocol import UnfinishedSubtask
+from gateway.openai.translate import unfinished, usage_object
+from gateway.runs.views import Phase, PhaseView, PlanView, RunError, RunSummary, RunView, Status, SubtaskView
 
 
 @dataclass

@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentmesh import metrics
-from gateway.observed_response import ObservedResponse
+from gateway.http.observed_response import ObservedResponse
 
 # RFC 9110's methods: anything else a client sends is one `other` value, not a new time series per made-up method.
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from gateway.errors import ApiError, service_unavailable
+from gateway.openai.errors import ApiError, service_unavailable
 
 if TYPE_CHECKING:  # uvicorn's private typing module: annotations only
     from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
@@ -28,8 +28,8 @@ Phase = Literal["headers", "body"]
 
 @dataclass(frozen=True)
 class EdgeLimits:
-    header_timeout: float  # seconds from "ready for a request" to its last header line
-    body_timeout: float  # seconds from the last header line to the body's end
+    header_timeout_s: float  # seconds from "ready for a request" to its last header line
+    body_timeout_s: float  # seconds from the last header line to the body's end
     max_connections: int  # open connections; a request on one more is answered 503
 
 
@@ -37,8 +37,8 @@ class EdgeH11Protocol(H11Protocol):
     """One connection. Its deadline follows the request's phase (h11's view of the client):
 
     - waiting for a request (a new connection, or the previous response sent): the request line and headers must
-      arrive within ``header_timeout``, else the connection is closed;
-    - reading a body: it must end within ``body_timeout``, else a 408 (if no response has started) and close;
+      arrive within ``header_timeout_s``, else the connection is closed;
+    - reading a body: it must end within ``body_timeout_s``, else a 408 (if no response has started) and close;
     - otherwise (the request is read, the response is being written) no deadline: streams last as long as they do.
     """
 
@@ -94,7 +94,7 @@ class EdgeH11Protocol(H11Protocol):
             self._deadline = None
         self._phase = phase
         if phase is not None:
-            seconds = self.limits.header_timeout if phase == "headers" else self.limits.body_timeout
+            seconds = self.limits.header_timeout_s if phase == "headers" else self.limits.body_timeout_s
             self._deadline = self.loop.call_later(seconds, self._expired, phase)
 
     def _expired(self, phase: Phase) -> None:
@@ -117,7 +117,7 @@ class EdgeH11Protocol(H11Protocol):
     def _send_timeout(self) -> None:
         error = ApiError(
             408,
-            f"the request body did not arrive within {self.limits.body_timeout:g} s (HTTP_BODY_TIMEOUT)",
+            f"the request body did not arrive within {self.limits.body_timeout_s:g} s (HTTP_BODY_TIMEOUT)",
             "invalid_request_error",
             code="request_timeout",
         )

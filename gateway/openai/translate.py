@@ -8,7 +8,7 @@ from typing import Any
 
 from agentmesh.usage import outcome_name
 from agentmesh.v1 import common_pb2, orchestrator_pb2
-from gateway.protocol import (
+from gateway.openai.protocol import (
     AgentUsage,
     AssistantMessage,
     ChatCompletion,
@@ -16,20 +16,12 @@ from gateway.protocol import (
     ChatMessageIn,
     Choice,
     CompletionUsage,
+    InvalidRequest,
     UnfinishedSubtask,
 )
 
 # OpenAI's "developer" role is the newer name of "system".
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-
-
-class InvalidRequest(Exception):
-    """The request cannot be served as sent; ``param`` names the offending field (OpenAI style)."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
 
 
 def to_run_request(request: ChatCompletionRequest) -> orchestrator_pb2.RunRequest:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.errors import ApiError
-from gateway.protocol import ChatCompletionRequest, ChatMessageIn
+from gateway.openai.errors import ApiError
+from gateway.openai.protocol import ChatCompletionRequest, ChatMessageIn
 
 
 def check_request_limits(body: ChatCompletionRequest, *, max_messages: int, max_total_chars: int) -> None:

@@ -1,0 +1,1 @@
+"""Operations endpoints: liveness, readiness (and draining) and the Prometheus metrics."""

@@ -1,1 +1,0 @@
-"""HTTP routes: thin edges that validate, delegate and translate."""
