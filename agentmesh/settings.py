@@ -19,7 +19,7 @@ from agentmesh.runtime import EventLoopName
 # Checked against the registry, so a new provider needs no change here.
 ProviderName = Annotated[str, AfterValidator(registry.check_name)]
 
-# DESIGN.md named claude-sonnet-4-5-20250929, which the SDK's own table marks end-of-life on 2026-11-30.
+# Not claude-sonnet-4-5-20250929: the SDK's own table marks it end-of-life on 2026-11-30.
 DEFAULT_ORCHESTRATOR_MODEL = "claude-sonnet-4-6"
 DEFAULT_WORKER_MODEL = "claude-haiku-4-5-20251001"
 SETTINGS_CONFIG = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
@@ -90,7 +90,7 @@ class ModelSettings(CommonSettings):
 
     llm_provider: ProviderName | None = Field(
         default=None,
-        description="default: the first provider of the registry whose credentials are set (README: LLM_PROVIDER)",
+        description="default: the first registry provider whose credentials are set (docs/configuration.md)",
     )
     model_pricing_file: Path | None = Field(default=None, description="JSON or TOML prices overriding the defaults")
     retry_max_attempts: int = Field(default=3, ge=1, le=10)

@@ -38,6 +38,12 @@ class Round:
     in_synthesis: int = 0
     all_open: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def stream_in_synthesis(self, streams: int) -> None:
+        """Counts one more stream held in synthesis; the last of ``streams`` sets ``all_open``."""
+        self.in_synthesis += 1
+        if self.in_synthesis == streams:
+            self.all_open.set()
+
 
 def rss_by_service(mesh: ProcessMesh) -> dict[str, int]:
     """Resident memory of each service process, in KiB."""
@@ -83,9 +89,7 @@ async def one_stream(client: httpx.AsyncClient, token: str, prompt: str, streams
                         result.failed_subtasks[progress_line.split(" ", 2)[-1][:100]] += 1
                 if not counted and any(c["delta"].get("content") for c in chunk["choices"]):
                     counted = True  # the first answer text: this stream is now held in synthesis
-                    result.in_synthesis += 1
-                    if result.in_synthesis == streams:
-                        result.all_open.set()
+                    result.stream_in_synthesis(streams)
             if error:
                 result.errors[error] += 1
             else:
@@ -94,9 +98,8 @@ async def one_stream(client: httpx.AsyncClient, token: str, prompt: str, streams
         result.errors[f"{type(exc).__name__}"] += 1
     finally:
         if not counted:
-            result.in_synthesis += 1  # an early end still counts, or the memory sample would wait forever
-            if result.in_synthesis == streams:
-                result.all_open.set()
+            # An early end still counts, or the memory sample would wait forever.
+            result.stream_in_synthesis(streams)
 
 
 async def soak_round(mesh: ProcessMesh, args: argparse.Namespace, round_no: int) -> tuple[Round, dict[str, int]]:

@@ -60,7 +60,7 @@ class ChatCompletionRequest(BaseModel):
 
     Sampling parameters (temperature, top_p, penalties, seed, stop, logit_bias, ...) are accepted so
     existing clients work unchanged, and ignored: the current anthropic SDK gives the agents no sampling
-    parameters (see DESIGN.md). Unknown fields are ignored too, as OpenAI-compatible servers commonly do.
+    parameters. Unknown fields are ignored too, as OpenAI-compatible servers commonly do.
     Types are strict, as OpenAI's are: ``"stream": "yes"`` or ``"max_tokens": "5"`` is a 422, not a guess.
     """
 

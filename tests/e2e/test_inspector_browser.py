@@ -2,7 +2,7 @@
 
 Runs are made through the gateway as any client would; the page is then loaded, given a token, and must draw
 each run as the gateway recorded it, without a console error and without a request leaving the gateway's origin.
-``INSPECTOR_SCREENSHOT=docs/inspect.png`` also writes the README's screenshot.
+``INSPECTOR_SCREENSHOT=docs/inspect.png`` also writes the screenshot in docs/inspector.md and the README.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The pure middle stays pure: planner, task and prompt import neither grpc nor fastapi (STYLE.md, habit 1)."""
+"""The pure middle stays pure: planner, task and prompt import neither grpc nor fastapi (docs/code-style.md)."""
 
 from __future__ import annotations
 
