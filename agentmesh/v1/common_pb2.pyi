@@ -72,6 +72,7 @@ class Usage(_message.Message):
     COST_USD_FIELD_NUMBER: _builtins.int
     PRICED_FIELD_NUMBER: _builtins.int
     CALLS_FIELD_NUMBER: _builtins.int
+    SPECIALIST_FIELD_NUMBER: _builtins.int
     agent: _builtins.str
     """Which agent made the calls: "orchestrator", "worker" or "synthesizer"."""
     model: _builtins.str
@@ -90,6 +91,10 @@ class Usage(_message.Message):
     """False when the model has no entry in the pricing table: cost_usd is then unknown, not free."""
     calls: _builtins.int
     """Number of LLM calls these counts add up."""
+    specialist: _builtins.str
+    """The worker specialist that made the calls (a file name in the team's workers/, e.g. "researcher");
+    empty for the orchestrator and the synthesizer.
+    """
     def __init__(
         self,
         *,
@@ -102,10 +107,11 @@ class Usage(_message.Message):
         cost_usd: _builtins.float = ...,
         priced: _builtins.bool = ...,
         calls: _builtins.int = ...,
+        specialist: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "calls", b"calls", "cost_usd", b"cost_usd", "input_tokens", b"input_tokens", "model", b"model", "output_tokens", b"output_tokens", "priced", b"priced"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "calls", b"calls", "cost_usd", b"cost_usd", "input_tokens", b"input_tokens", "model", b"model", "output_tokens", b"output_tokens", "priced", b"priced", "specialist", b"specialist"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -121,12 +127,17 @@ class Subtask(_message.Message):
     TITLE_FIELD_NUMBER: _builtins.int
     INSTRUCTION_FIELD_NUMBER: _builtins.int
     DEPENDS_ON_FIELD_NUMBER: _builtins.int
+    AGENT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Identifier unique within the plan, e.g. "t1"; referenced by depends_on."""
     title: _builtins.str
     """Short human-readable name, shown as progress."""
     instruction: _builtins.str
     """What the worker must do, self-contained."""
+    agent: _builtins.str
+    """The worker specialist that runs it (the stem of a file in the team's workers/, e.g. "researcher");
+    empty means the team's first specialist.
+    """
     @_builtins.property
     def depends_on(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids of subtasks whose outputs this one needs; it runs after all of them finish."""
@@ -138,10 +149,11 @@ class Subtask(_message.Message):
         title: _builtins.str = ...,
         instruction: _builtins.str = ...,
         depends_on: _abc.Iterable[_builtins.str] | None = ...,
+        agent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["depends_on", b"depends_on", "id", b"id", "instruction", b"instruction", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "depends_on", b"depends_on", "id", b"id", "instruction", b"instruction", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -28,11 +28,16 @@ class RunRequest(_message.Message):
     MESSAGES_FIELD_NUMBER: _builtins.int
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     MAX_COST_USD_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
     max_output_tokens: _builtins.int
     """Upper bound on the answer's generated tokens; 0 means the synthesizer's default."""
     max_cost_usd: _builtins.float
     """Cap on what the whole run may cost, in US dollars, priced from the usage the model API reports;
     0 means none. Every model call's worst case is reserved against it before the call starts.
+    """
+    team: _builtins.str
+    """The team that answers (a folder of TEAMS_DIR, e.g. "research"); empty means "default".
+    An unknown team fails with NOT_FOUND.
     """
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]:
@@ -44,10 +49,11 @@ class RunRequest(_message.Message):
         messages: _abc.Iterable[_common_pb2.ChatMessage] | None = ...,
         max_output_tokens: _builtins.int = ...,
         max_cost_usd: _builtins.float = ...,
+        team: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_cost_usd", b"max_cost_usd", "max_output_tokens", b"max_output_tokens", "messages", b"messages"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_cost_usd", b"max_cost_usd", "max_output_tokens", b"max_output_tokens", "messages", b"messages", "team", b"team"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from agentmesh.v1 import common_pb2 as agentmesh_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61gentmesh/v1/synthesizer.proto\x12\x0c\x61gentmesh.v1\x1a\x19\x61gentmesh/v1/common.proto\"\xae\x01\n\x11SynthesizeRequest\x12\x11\n\tobjective\x18\x01 \x01(\t\x12\'\n\x08subtasks\x18\x02 \x03(\x0b\x32\x15.agentmesh.v1.Subtask\x12,\n\x07results\x18\x03 \x03(\x0b\x32\x1b.agentmesh.v1.SubtaskResult\x12\x19\n\x11max_output_tokens\x18\x04 \x01(\x05\x12\x14\n\x0cmax_cost_usd\x18\x05 \x01(\x01\"V\n\x0fSynthesizeChunk\x12\x14\n\ntext_delta\x18\x01 \x01(\tH\x00\x12$\n\x05usage\x18\x02 \x01(\x0b\x32\x13.agentmesh.v1.UsageH\x00\x42\x07\n\x05\x63hunk2]\n\x0bSynthesizer\x12N\n\nSynthesize\x12\x1f.agentmesh.v1.SynthesizeRequest\x1a\x1d.agentmesh.v1.SynthesizeChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61gentmesh/v1/synthesizer.proto\x12\x0c\x61gentmesh.v1\x1a\x19\x61gentmesh/v1/common.proto\"\xbc\x01\n\x11SynthesizeRequest\x12\x11\n\tobjective\x18\x01 \x01(\t\x12\'\n\x08subtasks\x18\x02 \x03(\x0b\x32\x15.agentmesh.v1.Subtask\x12,\n\x07results\x18\x03 \x03(\x0b\x32\x1b.agentmesh.v1.SubtaskResult\x12\x19\n\x11max_output_tokens\x18\x04 \x01(\x05\x12\x14\n\x0cmax_cost_usd\x18\x05 \x01(\x01\x12\x0c\n\x04team\x18\x06 \x01(\t\"V\n\x0fSynthesizeChunk\x12\x14\n\ntext_delta\x18\x01 \x01(\tH\x00\x12$\n\x05usage\x18\x02 \x01(\x0b\x32\x13.agentmesh.v1.UsageH\x00\x42\x07\n\x05\x63hunk2]\n\x0bSynthesizer\x12N\n\nSynthesize\x12\x1f.agentmesh.v1.SynthesizeRequest\x1a\x1d.agentmesh.v1.SynthesizeChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,9 +33,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentmesh.v1.synthesizer_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SYNTHESIZEREQUEST']._serialized_start=76
-  _globals['_SYNTHESIZEREQUEST']._serialized_end=250
-  _globals['_SYNTHESIZECHUNK']._serialized_start=252
-  _globals['_SYNTHESIZECHUNK']._serialized_end=338
-  _globals['_SYNTHESIZER']._serialized_start=340
-  _globals['_SYNTHESIZER']._serialized_end=433
+  _globals['_SYNTHESIZEREQUEST']._serialized_end=264
+  _globals['_SYNTHESIZECHUNK']._serialized_start=266
+  _globals['_SYNTHESIZECHUNK']._serialized_end=352
+  _globals['_SYNTHESIZER']._serialized_start=354
+  _globals['_SYNTHESIZER']._serialized_end=447
 # @@protoc_insertion_point(module_scope)

@@ -30,6 +30,7 @@ class SynthesizeRequest(_message.Message):
     RESULTS_FIELD_NUMBER: _builtins.int
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     MAX_COST_USD_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
     objective: _builtins.str
     """The user's overall request."""
     max_output_tokens: _builtins.int
@@ -38,6 +39,8 @@ class SynthesizeRequest(_message.Message):
     """The most this call may cost, in US dollars (what the orchestrator reserved for it); 0 means no cap.
     The synthesizer lowers max_output_tokens so that the call's worst case fits, or fails with FAILED_PRECONDITION.
     """
+    team: _builtins.str
+    """The team whose synthesizer prompt writes the answer (a folder of TEAMS_DIR); empty means "default"."""
     @_builtins.property
     def subtasks(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Subtask]:
         """The plan's subtasks, in plan order."""
@@ -54,10 +57,11 @@ class SynthesizeRequest(_message.Message):
         results: _abc.Iterable[_common_pb2.SubtaskResult] | None = ...,
         max_output_tokens: _builtins.int = ...,
         max_cost_usd: _builtins.float = ...,
+        team: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_cost_usd", b"max_cost_usd", "max_output_tokens", b"max_output_tokens", "objective", b"objective", "results", b"results", "subtasks", b"subtasks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_cost_usd", b"max_cost_usd", "max_output_tokens", b"max_output_tokens", "objective", b"objective", "results", b"results", "subtasks", b"subtasks", "team", b"team"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -30,6 +30,7 @@ class ExecuteRequest(_message.Message):
     DEPENDENCIES_FIELD_NUMBER: _builtins.int
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     MAX_COST_USD_FIELD_NUMBER: _builtins.int
+    TEAM_FIELD_NUMBER: _builtins.int
     objective: _builtins.str
     """The user's overall request, so the subtask is done in context."""
     max_output_tokens: _builtins.int
@@ -37,6 +38,10 @@ class ExecuteRequest(_message.Message):
     max_cost_usd: _builtins.float
     """The most this call may cost, in US dollars (what the orchestrator reserved for it); 0 means no cap.
     The worker lowers max_output_tokens so that the call's worst case fits, or fails with FAILED_PRECONDITION.
+    """
+    team: _builtins.str
+    """The team whose specialist runs the subtask (a folder of TEAMS_DIR, e.g. "research"); empty means "default".
+    The specialist itself is subtask.agent; a worker that does not serve it fails with NOT_FOUND.
     """
     @_builtins.property
     def subtask(self) -> _common_pb2.Subtask:
@@ -54,10 +59,11 @@ class ExecuteRequest(_message.Message):
         dependencies: _abc.Iterable[_common_pb2.SubtaskResult] | None = ...,
         max_output_tokens: _builtins.int = ...,
         max_cost_usd: _builtins.float = ...,
+        team: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["subtask", b"subtask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dependencies", b"dependencies", "max_cost_usd", b"max_cost_usd", "max_output_tokens", b"max_output_tokens", "objective", b"objective", "subtask", b"subtask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dependencies", b"dependencies", "max_cost_usd", b"max_cost_usd", "max_output_tokens", b"max_output_tokens", "objective", b"objective", "subtask", b"subtask", "team", b"team"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -49,7 +49,8 @@ class WorkerServicer:
     def Execute(self, request, context):
         """Runs one subtask and returns its output and usage. Fails with INVALID_ARGUMENT
         for an empty instruction, RESOURCE_EXHAUSTED when the model is rate limited,
-        UNAVAILABLE when the model cannot be reached, FAILED_PRECONDITION when max_cost_usd cannot cover the call.
+        UNAVAILABLE when the model cannot be reached, FAILED_PRECONDITION when max_cost_usd cannot cover the call,
+        NOT_FOUND when this worker does not serve the team's specialist named by subtask.agent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

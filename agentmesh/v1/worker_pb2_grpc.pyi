@@ -36,7 +36,8 @@ class WorkerStub:
     Execute: _grpc.UnaryUnaryMultiCallable[_worker_pb2.ExecuteRequest, _worker_pb2.ExecuteResponse]
     """Runs one subtask and returns its output and usage. Fails with INVALID_ARGUMENT
     for an empty instruction, RESOURCE_EXHAUSTED when the model is rate limited,
-    UNAVAILABLE when the model cannot be reached, FAILED_PRECONDITION when max_cost_usd cannot cover the call.
+    UNAVAILABLE when the model cannot be reached, FAILED_PRECONDITION when max_cost_usd cannot cover the call,
+    NOT_FOUND when this worker does not serve the team's specialist named by subtask.agent.
     """
 
 @_typing.type_check_only
@@ -47,7 +48,8 @@ class WorkerAsyncStub(WorkerStub):
     Execute: _aio.UnaryUnaryMultiCallable[_worker_pb2.ExecuteRequest, _worker_pb2.ExecuteResponse]  # type: ignore[assignment]
     """Runs one subtask and returns its output and usage. Fails with INVALID_ARGUMENT
     for an empty instruction, RESOURCE_EXHAUSTED when the model is rate limited,
-    UNAVAILABLE when the model cannot be reached, FAILED_PRECONDITION when max_cost_usd cannot cover the call.
+    UNAVAILABLE when the model cannot be reached, FAILED_PRECONDITION when max_cost_usd cannot cover the call,
+    NOT_FOUND when this worker does not serve the team's specialist named by subtask.agent.
     """
 
 class WorkerServicer(metaclass=_abc_1.ABCMeta):
@@ -61,7 +63,8 @@ class WorkerServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_worker_pb2.ExecuteResponse, _abc.Awaitable[_worker_pb2.ExecuteResponse]]:
         """Runs one subtask and returns its output and usage. Fails with INVALID_ARGUMENT
         for an empty instruction, RESOURCE_EXHAUSTED when the model is rate limited,
-        UNAVAILABLE when the model cannot be reached, FAILED_PRECONDITION when max_cost_usd cannot cover the call.
+        UNAVAILABLE when the model cannot be reached, FAILED_PRECONDITION when max_cost_usd cannot cover the call,
+        NOT_FOUND when this worker does not serve the team's specialist named by subtask.agent.
         """
 
 def add_WorkerServicer_to_server(servicer: WorkerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
