@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentmesh.llm import registry
@@ -16,13 +16,14 @@ from agentmesh.rpc.policy import ServerPolicy
 from agentmesh.rpc.tls import TlsFiles
 from agentmesh.runtime import EventLoopName
 
-# Checked against the registry, so a new provider needs no change here.
-ProviderName = Annotated[str, AfterValidator(registry.check_name)]
+ProviderName = registry.ProviderName
 
 # Not claude-sonnet-4-5-20250929: the SDK's own table marks it end-of-life on 2026-11-30.
 DEFAULT_ORCHESTRATOR_MODEL = "claude-sonnet-4-6"
 DEFAULT_WORKER_MODEL = "claude-haiku-4-5-20251001"
 SETTINGS_CONFIG = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+# The repository's teams/ (a checkout or an editable install); images set TEAMS_DIR.
+DEFAULT_TEAMS_DIR = Path(__file__).resolve().parent.parent / "teams"
 
 
 class GrpcTlsSettings(BaseSettings):
@@ -110,7 +111,45 @@ class ModelSettings(CommonSettings):
         return load_prices(self.model_pricing_file)
 
 
-class GrpcServiceSettings(ModelSettings):
+class OrchestratorRole(BaseSettings):
+    """The orchestrator's backend, model and output cap: the defaults a team's orchestrator.md may override."""
+
+    model_config = SETTINGS_CONFIG
+
+    orchestrator_provider: ProviderName | None = Field(default=None, description="overrides LLM_PROVIDER")
+    orchestrator_model: str = DEFAULT_ORCHESTRATOR_MODEL
+    orchestrator_max_tokens: int = Field(default=2048, ge=1, le=64_000)
+
+
+class WorkerRole(BaseSettings):
+    """Every worker specialist's defaults, which its workers/<name>.md may override."""
+
+    model_config = SETTINGS_CONFIG
+
+    worker_provider: ProviderName | None = Field(default=None, description="overrides LLM_PROVIDER")
+    worker_model: str = DEFAULT_WORKER_MODEL
+    worker_max_tokens: int = Field(default=2048, ge=1, le=64_000)
+
+
+class SynthesizerRole(BaseSettings):
+    """The synthesizer's defaults, which a team's synthesizer.md may override."""
+
+    model_config = SETTINGS_CONFIG
+
+    synthesizer_provider: ProviderName | None = Field(default=None, description="overrides LLM_PROVIDER")
+    synthesizer_model: str = DEFAULT_WORKER_MODEL
+    synthesizer_max_tokens: int = Field(default=4096, ge=1, le=64_000)
+
+
+class TeamsSettings(BaseSettings):
+    """Where the teams are: every process of the mesh reads the same folder."""
+
+    model_config = SETTINGS_CONFIG
+
+    teams_dir: Path = Field(default=DEFAULT_TEAMS_DIR, description="a folder per team: teams/<team>/*.md")
+
+
+class GrpcServiceSettings(ModelSettings, TeamsSettings):
     """One agent's service; it bounds its own work (what a direct caller could otherwise get around).
 
     Subclasses set ``agent`` and declare ``<agent>_provider`` and ``<agent>_model``.

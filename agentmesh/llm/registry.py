@@ -13,9 +13,10 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Annotated, cast
 
 from dotenv import dotenv_values
+from pydantic import AfterValidator
 
 from agentmesh.llm.provider import LLMProvider
 
@@ -68,3 +69,7 @@ def load(name: str) -> Callable[[], LLMProvider]:
     """The ``create`` of provider ``name``; importing its module loads its SDK."""
     module = importlib.import_module(PROVIDERS[check_name(name)].module)
     return cast(Callable[[], LLMProvider], module.create)
+
+
+# A provider name checked against the registry, so a new provider needs no change where names are read.
+ProviderName = Annotated[str, AfterValidator(check_name)]
