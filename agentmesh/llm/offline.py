@@ -1,7 +1,8 @@
 """The offline demo model: deterministic, no network, for demos and tests — it never calls an LLM.
 
 It answers by echoing what it was asked (so the data flow through the mesh is visible), plans by
-splitting the request into its lines (a line starting with "then" depends on the line before it),
+splitting the request into its lines (a line starting with "then" depends on the line before it) and, when the
+plan tool offers specialists, gives the parts to them in turn (a request of fewer parts goes to each of them),
 answers any other forced tool with an input its schema accepts, and simulates model latency with
 ``OFFLINE_LATENCY_MS``.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from pydantic import Field
@@ -46,15 +47,21 @@ def split_request(text: str) -> list[str]:
     return parts or [text.strip() or "(empty request)"]
 
 
-def offline_plan(text: str, max_items: int) -> dict[str, Any]:
+def offline_plan(text: str, max_items: int, agents: Sequence[str] = ()) -> dict[str, Any]:
     parts = split_request(text)
     if len(parts) > max_items:
         parts = [*parts[: max_items - 1], "\n".join(parts[max_items - 1 :])]
+    if agents and len(parts) < len(agents):
+        # Every specialist's view of the whole request: a fan-out even for a one-line question.
+        parts = [f"As the team's {agent}: {text.strip()}" for agent in agents[:max_items]]
     subtasks = []
     for index, part in enumerate(parts, start=1):
         depends_on = [f"t{index - 1}"] if index > 1 and part.lower().startswith("then ") else []
         title = part if len(part) <= 60 else part[:57] + "..."
-        subtasks.append({"id": f"t{index}", "title": title, "instruction": part, "depends_on": depends_on})
+        subtask = {"id": f"t{index}", "title": title, "instruction": part, "depends_on": depends_on}
+        if agents:
+            subtask["agent"] = agents[(index - 1) % len(agents)]
+        subtasks.append(subtask)
     return {"subtasks": subtasks}
 
 
@@ -111,6 +118,12 @@ def _max_items(schema: Mapping[str, Any]) -> int:
     return int(subtasks.get("maxItems", 8))
 
 
+def _agents(schema: Mapping[str, Any]) -> list[str]:
+    """The specialists the plan tool lets a subtask name (none when the team has one)."""
+    subtask = schema.get("properties", {}).get("subtasks", {}).get("items", {})
+    return [str(name) for name in subtask.get("properties", {}).get("agent", {}).get("enum", [])]
+
+
 class OfflineSettings(BaseSettings):
     model_config = SETTINGS_CONFIG
 
@@ -156,7 +169,7 @@ class OfflineProvider:
         await asyncio.sleep(self._latency_s)
         asked = _last_user_text(prompt)
         if tool.name == "plan":
-            answer: Any = offline_plan(asked, _max_items(tool.input_schema))
+            answer: Any = offline_plan(asked, _max_items(tool.input_schema), _agents(tool.input_schema))
         else:
             answer = example_of(tool.input_schema, asked)
         if not isinstance(answer, dict):
