@@ -8,14 +8,9 @@ from typing import Any
 
 from agentmesh.errors import InvalidInput
 from agentmesh.llm.provider import Message, Prompt, Role, Tool
+from agentmesh.teams.spec import AgentSpec
 from agentmesh.v1 import common_pb2
 
-SYSTEM = (
-    "You are the planner of a team of AI agents. Split the user's latest request into independent "
-    "subtasks that workers can do in parallel; use depends_on only when a subtask truly needs another's "
-    "output. Each instruction must be self-contained. Use as few subtasks as the request needs: a simple "
-    "request is one subtask. Always answer by calling the plan tool."
-)
 MAX_ID_CHARS = 64
 
 
@@ -27,10 +22,13 @@ class PlanError(ValueError):
 class Plan:
     subtasks: list[common_pb2.Subtask]
     fallback_reason: str = ""
+    repairs: tuple[str, ...] = ()
 
 
-def plan_tool(max_subtasks: int) -> Tool:
-    subtask_schema = {
+def plan_tool(max_subtasks: int, specialists: Sequence[AgentSpec] = ()) -> Tool:
+    """With more than one specialist, each subtask must name one (an enum of their names) and the tool's
+    description says what each is for; with one, the schema has no ``agent``: there is nothing to choose."""
+    subtask_schema: dict[str, Any] = {
         "type": "object",
         "properties": {
             "id": {"type": "string", "description": "short unique id, e.g. t1"},
@@ -44,9 +42,20 @@ def plan_tool(max_subtasks: int) -> Tool:
         },
         "required": ["id", "title", "instruction", "depends_on"],
     }
+    description = "Submit the plan: the subtasks to run to answer the user's request."
+    if len(specialists) > 1:
+        names = [spec.name for spec in specialists]
+        subtask_schema["properties"]["agent"] = {
+            "type": "string",
+            "enum": names,
+            "description": "the specialist that does this subtask",
+        }
+        subtask_schema["required"].append("agent")
+        roster = "\n".join(f"- {spec.name}: {spec.description}" for spec in specialists)
+        description += f" Give each subtask to the specialist best suited to it:\n{roster}"
     return Tool(
         name="plan",
-        description="Submit the plan: the subtasks to run to answer the user's request.",
+        description=description,
         input_schema={
             "type": "object",
             "properties": {
@@ -90,9 +99,13 @@ def objective_text(chat: Sequence[common_pb2.ChatMessage]) -> str:
     return "\n\n".join(parts)
 
 
-def planning_prompt(chat: Sequence[common_pb2.ChatMessage], model: str, max_tokens: int) -> Prompt:
+def planning_prompt(
+    chat: Sequence[common_pb2.ChatMessage], model: str, max_tokens: int, team_prompt: str = ""
+) -> Prompt:
+    """``team_prompt`` is the team's orchestrator.md; the user's own system prompt follows it."""
     system, turns = request_messages(chat)
-    full_system = SYSTEM if not system else f"{SYSTEM}\n\nThe user's own instructions:\n{system}"
+    own = f"The user's own instructions:\n{system}" if system else ""
+    full_system = "\n\n".join(part for part in (team_prompt, own) if part)
     return Prompt(model=model, system=full_system, messages=turns, max_tokens=max_tokens)
 
 
@@ -108,7 +121,9 @@ def _subtask(raw: Any, index: int) -> common_pb2.Subtask:
     deps = raw.get("depends_on") or []
     if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
         raise PlanError(f"subtask {sid!r} has a depends_on that is not a list of ids")
+    agent = raw.get("agent")
     return common_pb2.Subtask(
+        agent=agent.strip() if isinstance(agent, str) else "",
         id=sid.strip(),
         title=title.strip() if isinstance(title, str) and title.strip() else instruction.strip()[:60],
         instruction=instruction.strip(),
@@ -164,3 +179,20 @@ def plan_from_tool_input(raw: Mapping[str, Any], objective: str, max_subtasks: i
         return Plan(subtasks=validate_plan(raw, max_subtasks), fallback_reason=fallback_reason)
     except PlanError as exc:
         return fallback_plan(objective, "; ".join(filter(None, [fallback_reason, f"unusable plan: {exc}"])))
+
+
+def route(plan: Plan, specialists: Sequence[str]) -> Plan:
+    """Every subtask gets one of ``specialists``: a missing or unknown agent goes to the first, and the plan says so.
+
+    With one specialist there was no choice to make (the schema asked for none), so nothing counts as repaired.
+    """
+    first = specialists[0]
+    repairs: list[str] = []
+    for subtask in plan.subtasks:
+        if subtask.agent in specialists:
+            continue
+        if len(specialists) > 1:
+            why = f"unknown agent {subtask.agent!r}" if subtask.agent else "no agent"
+            repairs.append(f"{subtask.id}: {why}, routed to {first}")
+        subtask.agent = first
+    return Plan(subtasks=plan.subtasks, fallback_reason=plan.fallback_reason, repairs=(*plan.repairs, *repairs))

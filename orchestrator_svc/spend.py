@@ -6,7 +6,7 @@ prompt they really send (``agentmesh.cost_cap.fit_call``), so the constants belo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agentmesh.cost_cap import (
@@ -20,7 +20,6 @@ from agentmesh.cost_cap import (
     input_tokens_bound,
     price_of,
     text_tokens_bound,
-    tokens_within,
     worst_case_usd,
 )
 from agentmesh.llm.pricing import ModelPrice, PriceTable, cost_usd
@@ -64,18 +63,29 @@ def synthesis_input_bound(objective: str, subtasks: Sequence[common_pb2.Subtask]
     return fixed + labels + result_bytes
 
 
+Workers = Agent | Mapping[str, Agent]
+
+
+def agent_for(workers: Workers, subtask: common_pb2.Subtask) -> Agent:
+    """The specialist that runs ``subtask`` (by ``subtask.agent``; the first when it names none known)."""
+    if isinstance(workers, Agent):
+        return workers
+    return workers.get(subtask.agent) or next(iter(workers.values()))
+
+
 def fit_plan(
-    available: float, objective: str, subtasks: Sequence[common_pb2.Subtask], worker: Agent, synthesizer: Agent
+    available: float, objective: str, subtasks: Sequence[common_pb2.Subtask], workers: Workers, synthesizer: Agent
 ) -> Fit:
     """Holds the synthesis (its input counting every worker's worst-case output), then gives the workers the
-    most max_tokens the rest affords, leaving subtasks out from the end of the plan while that is below the floor."""
+    most max_tokens the rest affords (each at most its own specialist's), leaving subtasks out from the end of the
+    plan while that is below the floor."""
     included = list(subtasks)
     while included:
-        fixed, per_token = _cost_line(objective, subtasks, included, worker, synthesizer)
-        tokens = tokens_within(available - fixed, per_token, worker.max_tokens)
-        if tokens >= floor_tokens(worker.max_tokens):
+        line = _CostLine(objective, subtasks, included, workers, synthesizer)
+        tokens = line.most_tokens(available)
+        if tokens >= line.floor:
             kept = {s.id for s in included}
-            result_bytes = len(included) * tokens * OUTPUT_BYTES_PER_TOKEN
+            result_bytes = line.output_tokens(tokens) * OUTPUT_BYTES_PER_TOKEN
             synthesis = worst_case_usd(
                 synthesizer.price,
                 synthesis_input_bound(objective, subtasks, result_bytes),
@@ -85,32 +95,64 @@ def fit_plan(
         included = _without_last(included)
     raise BudgetExceeded(
         f"${available:.6f} is left after planning; one subtask with the synthesis needs at least "
-        f"${minimum_run_usd(objective, subtasks, worker, synthesizer):.6f}"
+        f"${minimum_run_usd(objective, subtasks, workers, synthesizer):.6f}"
     )
 
 
-def minimum_run_usd(objective: str, subtasks: Sequence[common_pb2.Subtask], worker: Agent, synthesizer: Agent) -> float:
+def minimum_run_usd(
+    objective: str, subtasks: Sequence[common_pb2.Subtask], workers: Workers, synthesizer: Agent
+) -> float:
     """The worst case of the first of ``subtasks`` with its worker at the floor, and the synthesis of them all."""
-    fixed, per_token = _cost_line(objective, subtasks, subtasks[:1], worker, synthesizer)
-    return fixed + per_token * floor_tokens(worker.max_tokens)
+    line = _CostLine(objective, subtasks, subtasks[:1], workers, synthesizer)
+    return line.usd(line.floor)
 
 
-def _cost_line(
-    objective: str,
-    subtasks: Sequence[common_pb2.Subtask],
-    included: Sequence[common_pb2.Subtask],
-    worker: Agent,
-    synthesizer: Agent,
-) -> tuple[float, float]:
-    """The worst case of the workers and the synthesis as ``fixed + per_token * workers' max_tokens``, in USD."""
-    w, s = worker.price, synthesizer.price
-    fixed = sum(worst_case_usd(w, worker_input_bound(objective, sub, 0), 0) for sub in included)
-    fixed += worst_case_usd(s, synthesis_input_bound(objective, subtasks, 0), synthesizer.max_tokens)
-    per_token = sum(
-        len(sub.depends_on) * OUTPUT_BYTES_PER_TOKEN * w.input_per_mtok + w.output_per_mtok for sub in included
-    )
-    per_token += len(included) * OUTPUT_BYTES_PER_TOKEN * s.input_per_mtok
-    return fixed, per_token / 1_000_000
+class _CostLine:
+    """The worst case of the workers and the synthesis when every worker may write ``tokens`` (at most its own
+    max_tokens): ``fixed + sum(per_token_i * min(tokens, max_i))``, in USD."""
+
+    def __init__(
+        self,
+        objective: str,
+        subtasks: Sequence[common_pb2.Subtask],
+        included: Sequence[common_pb2.Subtask],
+        workers: Workers,
+        synthesizer: Agent,
+    ) -> None:
+        s = synthesizer.price
+        agents = [agent_for(workers, sub) for sub in included]
+        fixed = sum(
+            worst_case_usd(a.price, worker_input_bound(objective, sub, 0), 0)
+            for a, sub in zip(agents, included, strict=True)
+        )
+        fixed += worst_case_usd(s, synthesis_input_bound(objective, subtasks, 0), synthesizer.max_tokens)
+        self.fixed = fixed
+        self.caps = [a.max_tokens for a in agents]
+        self.per_token = [
+            (len(sub.depends_on) * OUTPUT_BYTES_PER_TOKEN * a.price.input_per_mtok + a.price.output_per_mtok)
+            / 1_000_000
+            + OUTPUT_BYTES_PER_TOKEN * s.input_per_mtok / 1_000_000
+            for a, sub in zip(agents, included, strict=True)
+        ]
+        self.floor = max(floor_tokens(cap) for cap in self.caps)
+
+    def output_tokens(self, tokens: int) -> int:
+        return sum(min(tokens, cap) for cap in self.caps)
+
+    def usd(self, tokens: int) -> float:
+        return self.fixed + sum(rate * min(tokens, cap) for rate, cap in zip(self.per_token, self.caps, strict=True))
+
+    def most_tokens(self, available: float) -> int:
+        """The largest ``tokens`` whose worst case fits in ``available`` (0 when not even the fixed part does)."""
+        low, high = 0, max(self.caps)
+        if self.usd(high) <= available:
+            return high
+        if self.usd(0) > available:
+            return 0
+        while high - low > 1:  # usd(low) fits, usd(high) does not
+            middle = (low + high) // 2
+            low, high = (middle, high) if self.usd(middle) <= available else (low, middle)
+        return low
 
 
 def _without_last(included: list[common_pb2.Subtask]) -> list[common_pb2.Subtask]:
@@ -132,6 +174,8 @@ class CostAllotter:
     worker: Agent
     synthesizer: Agent
     worker_tokens: int = 0
+    # Each specialist's model and cap by name; a subtask naming none of them is priced as ``worker``.
+    specialists: Mapping[str, Agent] = field(default_factory=dict)
     _synthesis_hold: Reservation | None = field(default=None, repr=False)
 
     @classmethod
@@ -141,10 +185,20 @@ class CostAllotter:
         prices: PriceTable,
         worker: tuple[str, int],
         synthesizer: tuple[str, int],
+        specialists: Mapping[str, tuple[str, int]] | None = None,
     ) -> CostAllotter:
-        """Raises ``Unpriced`` when capped and a model has no price: the cap could not be guaranteed."""
-        agents = [Agent(model, _price(model, prices, cap), tokens) for model, tokens in (worker, synthesizer)]
-        return cls(Ledger(cap), prices, agents[0], agents[1], worker_tokens=worker[1])
+        """``worker`` is the team's first specialist. Raises ``Unpriced`` when capped and a model has no price:
+        the cap could not be guaranteed."""
+        default, synthesis = (
+            Agent(model, _price(model, prices, cap), tokens) for model, tokens in (worker, synthesizer)
+        )
+        named = {name: Agent(m, _price(m, prices, cap), t) for name, (m, t) in (specialists or {}).items()}
+        most = max([worker[1], *(agent.max_tokens for agent in named.values())])
+        return cls(Ledger(cap), prices, default, synthesis, worker_tokens=most, specialists=named)
+
+    def _by_agent(self) -> Mapping[str, Agent]:
+        """The default first: ``agent_for`` falls back to the first entry."""
+        return {"": self.worker, **self.specialists}
 
     @property
     def capped(self) -> bool:
@@ -169,7 +223,7 @@ class CostAllotter:
         """Holds the synthesis, sets the workers' max_tokens; returns the subtasks left out, with the reason."""
         if not self.capped:
             return {}
-        fit = fit_plan(self.ledger.available, objective, subtasks, self.worker, self.synthesizer)
+        fit = fit_plan(self.ledger.available, objective, subtasks, self._by_agent(), self.synthesizer)
         self.worker_tokens = fit.worker_tokens
         self._synthesis_hold = self.ledger.reserve(fit.synthesis_usd)
         kept = len(subtasks) - len(fit.left_out)
@@ -184,9 +238,11 @@ class CostAllotter:
             return self.ledger.reserve(0.0), 0
         dependency_bytes = text_tokens_bound(*(dep.output for dep in deps))
         input_tokens = worker_input_bound(objective, subtask, dependency_bytes)
-        price = self.worker.price
-        tokens = affordable_tokens(price, input_tokens, self.ledger.available, self.worker_tokens)
-        if tokens < floor_tokens(self.worker.max_tokens):
+        agent = agent_for(self._by_agent(), subtask)
+        price = agent.price
+        wanted = min(self.worker_tokens, agent.max_tokens)
+        tokens = affordable_tokens(price, input_tokens, self.ledger.available, wanted)
+        if tokens < floor_tokens(agent.max_tokens):
             raise BudgetExceeded(f"left out: the cost cap of ${self.ledger.cap:.6f} cannot cover it any more")
         return self.ledger.reserve(worst_case_usd(price, input_tokens, tokens)), tokens
 

@@ -117,6 +117,7 @@ class Plan(_message.Message):
     FALLBACK_FIELD_NUMBER: _builtins.int
     FALLBACK_REASON_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    REPAIRS_FIELD_NUMBER: _builtins.int
     fallback: _builtins.bool
     """True when the model's plan was unusable and the request runs as one subtask."""
     fallback_reason: _builtins.str
@@ -129,6 +130,12 @@ class Plan(_message.Message):
     def usage(self) -> _common_pb2.Usage:
         """Tokens and price of the planning call."""
 
+    @_builtins.property
+    def repairs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Each change validation made to the model's routing, for people, e.g.
+        "t2: unknown agent 'critic', routed to analyst"; empty when the plan was used as given.
+        """
+
     def __init__(
         self,
         *,
@@ -136,10 +143,11 @@ class Plan(_message.Message):
         fallback: _builtins.bool = ...,
         fallback_reason: _builtins.str = ...,
         usage: _common_pb2.Usage | None = ...,
+        repairs: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fallback", b"fallback", "fallback_reason", b"fallback_reason", "subtasks", b"subtasks", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fallback", b"fallback", "fallback_reason", b"fallback_reason", "repairs", b"repairs", "subtasks", b"subtasks", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
