@@ -5,3 +5,7 @@ from __future__ import annotations
 
 class InvalidInput(Exception):
     """The caller sent a request the service cannot act on; the message says what to fix."""
+
+
+class NotFound(Exception):
+    """The request names a team or specialist this service does not have; the message says which exist."""

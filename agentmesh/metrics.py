@@ -104,6 +104,20 @@ subtasks = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+# Team and specialist names come from TEAMS_DIR: a bounded set, known at start-up.
+specialist_subtasks = Counter(
+    "agentmesh_specialist_subtasks_total",
+    "Subtasks a worker ran, by team, specialist and outcome (ok or the error class).",
+    ["team", "specialist", "outcome"],
+    registry=REGISTRY,
+)
+specialist_duration = Histogram(
+    "agentmesh_specialist_subtask_duration_seconds",
+    "Time a worker spent on one subtask, by team and specialist.",
+    ["team", "specialist"],
+    buckets=SECONDS,
+    registry=REGISTRY,
+)
 plan_size = Histogram(
     "agentmesh_plan_subtasks", "Subtasks per plan.", buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64), registry=REGISTRY
 )

@@ -10,10 +10,11 @@ from agentmesh.v1 import common_pb2, orchestrator_pb2
 AGENT_ORDER = ("orchestrator", "worker", "synthesizer")
 
 
-def usage_message(agent: str, usage: TokenUsage) -> common_pb2.Usage:
+def usage_message(agent: str, usage: TokenUsage, specialist: str = "") -> common_pb2.Usage:
     cost = usage.cost_usd
     return common_pb2.Usage(
         agent=agent,
+        specialist=specialist,
         model=usage.model,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
@@ -26,12 +27,14 @@ def usage_message(agent: str, usage: TokenUsage) -> common_pb2.Usage:
 
 
 def summarize(usages: Iterable[common_pb2.Usage]) -> orchestrator_pb2.UsageSummary:
-    """One entry per (agent, model), agents in pipeline order; totals count cache tokens as input."""
-    merged: dict[tuple[str, str], common_pb2.Usage] = {}
+    """One entry per (agent, specialist, model), agents in pipeline order; totals count cache tokens as input."""
+    merged: dict[tuple[str, str, str], common_pb2.Usage] = {}
     for usage in usages:
-        key = (usage.agent, usage.model)
+        key = (usage.agent, usage.specialist, usage.model)
         if key not in merged:
-            merged[key] = common_pb2.Usage(agent=usage.agent, model=usage.model, priced=True)
+            merged[key] = common_pb2.Usage(
+                agent=usage.agent, specialist=usage.specialist, model=usage.model, priced=True
+            )
         entry = merged[key]
         entry.input_tokens += usage.input_tokens
         entry.output_tokens += usage.output_tokens
@@ -42,7 +45,11 @@ def summarize(usages: Iterable[common_pb2.Usage]) -> orchestrator_pb2.UsageSumma
         entry.calls += usage.calls
     by_agent = sorted(
         merged.values(),
-        key=lambda u: (AGENT_ORDER.index(u.agent) if u.agent in AGENT_ORDER else len(AGENT_ORDER), u.model),
+        key=lambda u: (
+            AGENT_ORDER.index(u.agent) if u.agent in AGENT_ORDER else len(AGENT_ORDER),
+            u.specialist,
+            u.model,
+        ),
     )
     return orchestrator_pb2.UsageSummary(
         by_agent=by_agent,

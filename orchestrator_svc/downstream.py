@@ -1,4 +1,4 @@
-"""The orchestrator's clients of the worker and synthesizer: one channel each, and their health."""
+"""The orchestrator's clients of the workers and the synthesizer: one channel per target, and their health."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentmesh.rpc.channel import create_channel
+from agentmesh.teams.spec import AgentSpec, Teams
 from agentmesh.v1 import synthesizer_pb2, synthesizer_pb2_grpc, worker_pb2, worker_pb2_grpc
+from orchestrator_svc.routing import WorkerRoutes
 from orchestrator_svc.settings import OrchestratorSettings
 
 logger = logging.getLogger(__name__)
@@ -25,12 +27,18 @@ SYNTHESIZER_SERVICE = synthesizer_pb2.DESCRIPTOR.services_by_name["Synthesizer"]
 class Downstream:
     """Long-lived channels to the worker and synthesizer services, shared by every run."""
 
-    def __init__(self, settings: OrchestratorSettings) -> None:
-        # Execute is idempotent, so its channel may retry UNAVAILABLE on another replica.
+    def __init__(self, settings: OrchestratorSettings, teams: Teams) -> None:
         tls = settings.grpc_tls
-        self._worker_channel = create_channel(settings.worker_target, WORKER_SERVICE, retry_unavailable=True, tls=tls)
+        self.routes = WorkerRoutes.create(settings.worker_targets, settings.worker_target, teams)
+        # One channel per distinct worker target; Execute is idempotent, so it may retry UNAVAILABLE on a replica.
+        self._worker_channels = {
+            target: create_channel(target, WORKER_SERVICE, retry_unavailable=True, tls=tls)
+            for target in sorted(self.routes.targets(teams))
+        }
+        self._workers: dict[str, worker_pb2_grpc.WorkerAsyncStub] = {
+            target: worker_pb2_grpc.WorkerStub(ch) for target, ch in self._worker_channels.items()
+        }
         self._synthesizer_channel = create_channel(settings.synthesizer_target, SYNTHESIZER_SERVICE, tls=tls)
-        self.worker = worker_pb2_grpc.WorkerStub(self._worker_channel)
         self.synthesizer = synthesizer_pb2_grpc.SynthesizerStub(self._synthesizer_channel)
         self._poll_interval = settings.health_poll_interval
         # The last health reading: while downstream is known to be serving, calls wait out a reconnect.
@@ -47,12 +55,17 @@ class Downstream:
             return False
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
+    def worker(self, spec: AgentSpec) -> tuple[str, worker_pb2_grpc.WorkerAsyncStub]:
+        """The target serving ``spec`` and its stub."""
+        target = self.routes.target(spec)
+        return target, self._workers[target]
+
     async def all_serving(self) -> bool:
-        worker, synthesizer = await asyncio.gather(
-            self._serving(self._worker_channel, WORKER_SERVICE),
+        readings = await asyncio.gather(
+            *(self._serving(channel, WORKER_SERVICE) for channel in self._worker_channels.values()),
             self._serving(self._synthesizer_channel, SYNTHESIZER_SERVICE),
         )
-        return worker and synthesizer
+        return all(readings)
 
     async def watch(self, on_change: Callable[[bool], Awaitable[None]]) -> None:
         """Polls downstream health until cancelled, reporting each change (and the first reading)."""
@@ -67,5 +80,6 @@ class Downstream:
             await asyncio.sleep(self._poll_interval)
 
     async def close(self) -> None:
-        await self._worker_channel.close()
+        for channel in self._worker_channels.values():
+            await channel.close()
         await self._synthesizer_channel.close()

@@ -9,6 +9,9 @@ import grpc
 
 from agentmesh.llm.provider import LLMProvider
 from agentmesh.rpc.server import GrpcServer, start_grpc_server
+from agentmesh.teams.loader import load_for
+from agentmesh.teams.providers import TeamProviders
+from agentmesh.teams.spec import Teams
 from agentmesh.v1 import orchestrator_pb2, orchestrator_pb2_grpc
 from orchestrator_svc.downstream import Downstream
 from orchestrator_svc.servicer import OrchestratorServicer
@@ -18,14 +21,19 @@ SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["Orchestrator"].full
 
 
 async def start_orchestrator(
-    settings: OrchestratorSettings, provider: LLMProvider, listen: str | None = None
+    settings: OrchestratorSettings,
+    provider: LLMProvider | TeamProviders,
+    listen: str | None = None,
+    teams: Teams | None = None,
 ) -> GrpcServer:
-    downstream = Downstream(settings)
+    """``provider`` is the one ORCHESTRATOR_PROVIDER chooses, or the service's providers (team files' too)."""
+    providers = provider if isinstance(provider, TeamProviders) else TeamProviders(provider, settings.provider)
+    teams = teams or load_for(settings)
+    downstream = Downstream(settings, teams)
+    servicer = OrchestratorServicer(teams, providers, downstream, settings)
 
     def register(server: grpc.aio.Server) -> None:
-        orchestrator_pb2_grpc.add_OrchestratorServicer_to_server(
-            OrchestratorServicer(provider, downstream, settings), server
-        )
+        orchestrator_pb2_grpc.add_OrchestratorServicer_to_server(servicer, server)
 
     running = await start_grpc_server(
         listen or settings.grpc_listen,

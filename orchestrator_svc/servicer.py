@@ -14,10 +14,12 @@ import grpc
 from agentmesh import metrics
 from agentmesh.cost_cap import SPENT_TRAILER, BudgetExceeded
 from agentmesh.deadline import MARGIN_S, deadline_in, phase_timeout_s
-from agentmesh.errors import InvalidInput
-from agentmesh.llm.provider import InvalidResponse, LLMProvider, ProviderError
+from agentmesh.errors import InvalidInput, NotFound
+from agentmesh.llm.provider import InvalidResponse, ProviderError
 from agentmesh.read_ahead import read_ahead
 from agentmesh.rpc.errors import PhaseFailed, downstream_failure, status_for
+from agentmesh.teams.providers import TeamProviders
+from agentmesh.teams.spec import Team, Teams
 from agentmesh.usage import summarize, usage_message
 from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc, synthesizer_pb2, worker_pb2
 from orchestrator_svc.downstream import Downstream
@@ -29,6 +31,7 @@ from orchestrator_svc.planner import (
     plan_from_tool_input,
     plan_tool,
     planning_prompt,
+    route,
 )
 from orchestrator_svc.scheduler import (
     FAILED,
@@ -48,8 +51,12 @@ RunContext = grpc.aio.ServicerContext[orchestrator_pb2.RunRequest, orchestrator_
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
-    def __init__(self, provider: LLMProvider, downstream: Downstream, settings: OrchestratorSettings) -> None:
-        self._provider = provider
+    def __init__(
+        self, teams: Teams, providers: TeamProviders, downstream: Downstream, settings: OrchestratorSettings
+    ) -> None:
+        self._teams = teams
+        # Resolved now: a team's provider that cannot be built stops start-up, not a request.
+        self._planners = {name: providers.for_agent(team.orchestrator) for name, team in teams.by_name.items()}
         self._downstream = downstream
         self._settings = settings
         self._prices = settings.prices
@@ -60,8 +67,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         metrics.runs_in_flight.inc()
         costs: CostAllotter | None = None
         try:
-            costs = self._cost_allotter(request)
-            async with contextlib.aclosing(self._run(request, costs, context)) as events:
+            team = self._team(request.team)
+            costs = self._cost_allotter(request, team)
+            async with contextlib.aclosing(self._run(request, team, costs, context)) as events:
                 async for event in events:
                     yield event
         except Exception:
@@ -74,12 +82,15 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             metrics.runs_in_flight.dec()
 
     async def _run(
-        self, request: orchestrator_pb2.RunRequest, costs: CostAllotter, context: RunContext
+        self, request: orchestrator_pb2.RunRequest, team: Team, costs: CostAllotter, context: RunContext
     ) -> AsyncGenerator[orchestrator_pb2.RunEvent, None]:
         recorder = PhaseRecorder()
         objective = objective_text(request.messages)
         with recorder.phase("planning"):
-            plan, plan_usage = await self._plan(request, objective, costs, context)
+            plan, plan_usage = await self._plan(request, team, objective, costs, context)
+        plan = route(plan, list(team.workers))
+        if plan.repairs:
+            logger.warning("plan routing repaired", extra={"team": team.name, "repairs": list(plan.repairs)})
         usages = [plan_usage] if plan_usage is not None else []
         left_out = costs.fit(objective, plan.subtasks)
         plan_event = orchestrator_pb2.RunEvent(
@@ -88,12 +99,13 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                 fallback=bool(plan.fallback_reason),
                 fallback_reason=plan.fallback_reason,
                 usage=plan_usage,
+                repairs=plan.repairs,
             )
         )
         recorder.planned(plan_event.plan)
         yield plan_event
         coordination_s = self._coordination_timeout_s(context)
-        executor = self._executor(objective, time.monotonic() + coordination_s, costs)
+        executor = self._executor(team, objective, time.monotonic() + coordination_s, costs)
         scheduler = Scheduler(
             plan.subtasks,
             executor,
@@ -123,6 +135,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             subtasks=plan.subtasks,
             results=[scheduler.results[s.id] for s in plan.subtasks],
             max_output_tokens=costs.synthesizer.max_tokens,
+            team=team.name,
         )
         with recorder.phase("synthesis"):
             async for event in self._synthesize(synthesis, usages, costs, context):
@@ -132,28 +145,40 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         summary.max_cost_usd = costs.ledger.cap
         yield orchestrator_pb2.RunEvent(usage=summary)
 
-    def _cost_allotter(self, request: orchestrator_pb2.RunRequest) -> CostAllotter:
-        """The run's ledger; a request may lower SYNTHESIZER_MAX_TOKENS, never raise it."""
+    def _team(self, name: str) -> Team:
+        team = self._teams.get(name)
+        if team is None:
+            raise NotFound(f"no team {name!r} in TEAMS_DIR (teams: {', '.join(self._teams.by_name)})")
+        return team
+
+    def _cost_allotter(self, request: orchestrator_pb2.RunRequest, team: Team) -> CostAllotter:
+        """The run's ledger, priced with the team's own models; a request may lower the synthesizer's max_tokens,
+        never raise it."""
         cap = request.max_cost_usd
         if not math.isfinite(cap) or cap < 0:
             raise InvalidInput("max_cost_usd must be a finite number of US dollars, 0 (no cap) or more")
-        settings = self._settings
-        synthesis_tokens = min(
-            request.max_output_tokens or settings.synthesizer_max_tokens, settings.synthesizer_max_tokens
-        )
+        synthesizer, first = team.synthesizer, team.first_worker
+        synthesis_tokens = min(request.max_output_tokens or synthesizer.max_tokens, synthesizer.max_tokens)
         return CostAllotter.create(
             cap,
             self._prices,
-            worker=(settings.worker_model, settings.worker_max_tokens),
-            synthesizer=(settings.synthesizer_model, synthesis_tokens),
+            worker=(first.model, first.max_tokens),
+            synthesizer=(synthesizer.model, synthesis_tokens),
+            specialists={name: (spec.model, spec.max_tokens) for name, spec in team.workers.items()},
         )
 
     async def _plan(
-        self, request: orchestrator_pb2.RunRequest, objective: str, costs: CostAllotter, context: RunContext
+        self,
+        request: orchestrator_pb2.RunRequest,
+        team: Team,
+        objective: str,
+        costs: CostAllotter,
+        context: RunContext,
     ) -> tuple[Plan, common_pb2.Usage | None]:
         settings = self._settings
-        prompt = planning_prompt(request.messages, settings.orchestrator_model, settings.orchestrator_max_tokens)
-        tool = plan_tool(settings.max_subtasks)
+        spec = team.orchestrator
+        prompt = planning_prompt(request.messages, spec.model, spec.max_tokens, spec.prompt)
+        tool = plan_tool(settings.max_subtasks, list(team.workers.values()))
         reservation = costs.reserve_planning(prompt, tool, objective)
         usage: common_pb2.Usage | None = None
         timeout_s = phase_timeout_s(settings.planning_timeout, context)
@@ -161,7 +186,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             # The deadline also bounds the provider's retries: it gives up rather than wait past the phase.
             with deadline_in(timeout_s):
                 async with asyncio.timeout(timeout_s):
-                    call = await self._provider.call_tool(prompt, tool)
+                    call = await self._planners[team.name].call_tool(prompt, tool)
             usage = usage_message("orchestrator", call.usage)
         except TimeoutError:
             raise PhaseFailed(
@@ -195,7 +220,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         reserve = min(settings.synthesis_timeout, left / 2)
         return max(0.0, min(settings.worker_coordination_timeout, left - reserve))
 
-    def _executor(self, objective: str, coordination_ends: float, costs: CostAllotter) -> Execute:
+    def _executor(self, team: Team, objective: str, coordination_ends: float, costs: CostAllotter) -> Execute:
         """Each Execute gets what remains of the coordination phase as its deadline (a dependent starts later),
         and its worst case is reserved before it starts: a call the cap cannot cover ends over budget."""
 
@@ -207,7 +232,10 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             except BudgetExceeded as exc:
                 raise SubtaskFailed(str(exc), grpc.StatusCode.FAILED_PRECONDITION.name, OVER_BUDGET) from None
             timeout = max(0.0, coordination_ends - time.monotonic())
+            specialist = team.worker(subtask.agent) or team.first_worker
+            target, worker = self._downstream.worker(specialist)
             request = worker_pb2.ExecuteRequest(
+                team=team.name,
                 objective=objective,
                 subtask=subtask,
                 dependencies=deps,
@@ -220,7 +248,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                     # While the workers are known to serve, a call made as a connection is being re-established
                     # (connection age, a replica restarting) waits for it instead of failing at once; when they
                     # are down, it fails at once.
-                    response = await self._downstream.worker.Execute(
+                    response = await worker.Execute(
                         request, timeout=timeout, wait_for_ready=self._downstream.serving
                     )
                 usage = response.result.usage
@@ -229,6 +257,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                 if code == grpc.StatusCode.FAILED_PRECONDITION:  # the worker found the cap short: no call was made
                     reservation.release()
                     raise SubtaskFailed(f"left out: {words}", code.name, OVER_BUDGET) from None
+                if code == grpc.StatusCode.NOT_FOUND:  # a routing mistake of the deployment: say where it went
+                    reservation.release()
+                    logger.error(
+                        "no worker serves the specialist", extra={"specialist": specialist.name, "target": target}
+                    )
+                    words = f"specialist {specialist.name!r} of team {team.name!r} sent to {target}: {words}"
                 outcome = TIMED_OUT if code == grpc.StatusCode.DEADLINE_EXCEEDED else FAILED
                 raise SubtaskFailed(f"{code.name}: {words}", code.name, outcome) from None
             finally:

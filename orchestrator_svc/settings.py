@@ -6,10 +6,11 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from agentmesh.settings import DEFAULT_ORCHESTRATOR_MODEL, DEFAULT_WORKER_MODEL, GrpcServiceSettings, ProviderName
+from agentmesh.settings import GrpcServiceSettings, OrchestratorRole, SynthesizerRole, WorkerRole
 
 
-class OrchestratorSettings(GrpcServiceSettings):
+# The worker's and synthesizer's roles too: their defaults price a team's specialists and synthesis for the cost cap.
+class OrchestratorSettings(GrpcServiceSettings, OrchestratorRole, WorkerRole, SynthesizerRole):
     agent: ClassVar[str] = "orchestrator"
     grpc_listen: str = "127.0.0.1:50051"
     metrics_port: int = Field(default=9101, ge=0, le=65535)
@@ -17,15 +18,9 @@ class OrchestratorSettings(GrpcServiceSettings):
     max_input_chars: int = Field(default=400_000, ge=1)
     worker_target: str = "localhost:50052"
     synthesizer_target: str = "localhost:50053"
-    orchestrator_provider: ProviderName | None = Field(default=None, description="overrides LLM_PROVIDER")
-    orchestrator_model: str = DEFAULT_ORCHESTRATOR_MODEL
-    orchestrator_max_tokens: int = Field(default=2048, ge=1, le=64_000)
-    # The worker's and synthesizer's models and output caps, read from the same variables as theirs: a run's cost
-    # cap is fitted with them (and each of those services checks its own calls against what was reserved).
-    worker_model: str = DEFAULT_WORKER_MODEL
-    worker_max_tokens: int = Field(default=2048, ge=1, le=64_000)
-    synthesizer_model: str = DEFAULT_WORKER_MODEL
-    synthesizer_max_tokens: int = Field(default=4096, ge=1, le=64_000)
+    worker_targets: str = Field(
+        default="", description="name=target pairs, comma-separated; *=target for the rest (else WORKER_TARGET)"
+    )
     max_subtasks: int = Field(default=8, ge=1, le=64)
     planning_timeout: float = Field(default=30.0, gt=0, description="seconds")
     worker_coordination_timeout: float = Field(default=45.0, gt=0, description="seconds")

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from agentmesh.errors import InvalidInput
 from agentmesh.llm.provider import Message, Prompt
+from agentmesh.teams.spec import AgentSpec
 from agentmesh.v1 import common_pb2, synthesizer_pb2
 
-SYSTEM = (
-    "You write the final answer to a user's request from the results of subtasks that other agents "
-    "completed. Answer the request directly, as one coherent response in the user's language; do not "
-    "mention subtasks, agents or this process. If a part is marked missing, answer what you can and "
-    "say plainly which part could not be completed."
-)
 
-
-def build_prompt(request: synthesizer_pb2.SynthesizeRequest, model: str, max_tokens: int) -> Prompt:
-    """``max_tokens`` is the agent's configured maximum: a caller may ask for fewer output tokens, never more."""
+def build_prompt(request: synthesizer_pb2.SynthesizeRequest, spec: AgentSpec) -> Prompt:
+    """The team synthesizer's prompt, model and output cap: a caller may ask for fewer output tokens, never more."""
     if not request.objective.strip():
         raise InvalidInput("objective is empty: the synthesizer needs the user's request")
     results = {result.subtask_id: result for result in request.results}
@@ -36,9 +30,10 @@ def build_prompt(request: synthesizer_pb2.SynthesizeRequest, model: str, max_tok
             parts.append(f"[{subtask.id}] {subtask.title} — MISSING: it failed ({result.error}).")
         else:
             parts.append(f"[{subtask.id}] {subtask.title}".rstrip() + f"\n{result.output}")
+    max_tokens = spec.max_tokens
     return Prompt(
-        model=model,
-        system=SYSTEM,
+        model=spec.model,
+        system=spec.prompt,
         messages=[Message(role="user", content="\n\n".join(parts))],
         # A caller may lower the configured cap, never raise it.
         max_tokens=min(request.max_output_tokens or max_tokens, max_tokens),

@@ -14,8 +14,11 @@ from collections.abc import AsyncIterator
 import grpc
 
 from agentmesh.cost_cap import fit_call
-from agentmesh.llm.provider import LLMProvider, StreamDone, TextDelta
+from agentmesh.errors import NotFound
+from agentmesh.llm.provider import StreamDone, TextDelta
 from agentmesh.read_ahead import read_ahead
+from agentmesh.teams.providers import TeamProviders
+from agentmesh.teams.spec import Teams
 from agentmesh.usage import usage_message
 from agentmesh.v1 import synthesizer_pb2, synthesizer_pb2_grpc
 from synthesizer_svc.prompt import build_prompt
@@ -25,9 +28,10 @@ logger = logging.getLogger(__name__)
 
 
 class SynthesizerServicer(synthesizer_pb2_grpc.SynthesizerServicer):
-    def __init__(self, provider: LLMProvider, settings: SynthesizerSettings) -> None:
-        self._provider = provider
-        self._settings = settings
+    def __init__(self, teams: Teams, providers: TeamProviders, settings: SynthesizerSettings) -> None:
+        self._teams = teams
+        # Resolved now: a team's provider that cannot be built stops start-up, not a request.
+        self._providers = {name: providers.for_agent(team.synthesizer) for name, team in teams.by_name.items()}
         self._prices = settings.prices
 
     async def Synthesize(
@@ -35,11 +39,14 @@ class SynthesizerServicer(synthesizer_pb2_grpc.SynthesizerServicer):
         request: synthesizer_pb2.SynthesizeRequest,
         context: grpc.aio.ServicerContext[synthesizer_pb2.SynthesizeRequest, synthesizer_pb2.SynthesizeChunk],
     ) -> AsyncIterator[synthesizer_pb2.SynthesizeChunk]:
-        prompt = build_prompt(request, self._settings.synthesizer_model, self._settings.synthesizer_max_tokens)
+        team = self._teams.get(request.team)
+        if team is None:
+            raise NotFound(f"no team {request.team!r} in TEAMS_DIR (teams: {', '.join(self._teams.by_name)})")
+        prompt = build_prompt(request, team.synthesizer)
         if request.max_cost_usd > 0:
             prompt = fit_call(prompt, self._prices, request.max_cost_usd)
         started = time.monotonic()
-        async with contextlib.aclosing(read_ahead(self._provider.stream(prompt))) as batches:
+        async with contextlib.aclosing(read_ahead(self._providers[team.name].stream(prompt))) as batches:
             async for items in batches:
                 if text := "".join(item.text for item in items if isinstance(item, TextDelta)):
                     yield synthesizer_pb2.SynthesizeChunk(text_delta=text)

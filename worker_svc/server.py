@@ -6,16 +6,29 @@ import grpc
 
 from agentmesh.llm.provider import LLMProvider
 from agentmesh.rpc.server import GrpcServer, start_grpc_server
+from agentmesh.teams.loader import load_for
+from agentmesh.teams.providers import TeamProviders
+from agentmesh.teams.spec import Teams
 from agentmesh.v1 import worker_pb2, worker_pb2_grpc
+from worker_svc.agents import Specialists
 from worker_svc.servicer import WorkerServicer
 from worker_svc.settings import WorkerSettings
 
 SERVICE_NAME = worker_pb2.DESCRIPTOR.services_by_name["Worker"].full_name
 
 
-async def start_worker(settings: WorkerSettings, provider: LLMProvider, listen: str | None = None) -> GrpcServer:
+async def start_worker(
+    settings: WorkerSettings,
+    provider: LLMProvider | TeamProviders,
+    listen: str | None = None,
+    teams: Teams | None = None,
+) -> GrpcServer:
+    """``provider`` is the one WORKER_PROVIDER chooses, or the service's providers (those team files choose too)."""
+    providers = provider if isinstance(provider, TeamProviders) else TeamProviders(provider, settings.provider)
+    specialists = Specialists(teams or load_for(settings), providers, settings.worker_agents)
+
     def register(server: grpc.aio.Server) -> None:
-        worker_pb2_grpc.add_WorkerServicer_to_server(WorkerServicer(provider, settings), server)
+        worker_pb2_grpc.add_WorkerServicer_to_server(WorkerServicer(specialists, settings), server)
 
     return await start_grpc_server(
         listen or settings.grpc_listen,

@@ -1,4 +1,4 @@
-"""Worker.Execute: one subtask, one LLM call, its output and usage."""
+"""Worker.Execute: one subtask, one LLM call by the specialist it names, its output and usage."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import time
 
 import grpc
 
+from agentmesh import metrics
 from agentmesh.cost_cap import fit_call
-from agentmesh.llm.provider import LLMProvider
+from agentmesh.llm.metered import outcome_of
 from agentmesh.usage import usage_message
 from agentmesh.v1 import common_pb2, worker_pb2, worker_pb2_grpc
+from worker_svc.agents import Specialists
 from worker_svc.settings import WorkerSettings
 from worker_svc.task import build_prompt
 
@@ -18,9 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 class WorkerServicer(worker_pb2_grpc.WorkerServicer):
-    def __init__(self, provider: LLMProvider, settings: WorkerSettings) -> None:
-        self._provider = provider
-        self._settings = settings
+    def __init__(self, specialists: Specialists, settings: WorkerSettings) -> None:
+        self._specialists = specialists
         self._prices = settings.prices
 
     async def Execute(
@@ -28,21 +29,37 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         request: worker_pb2.ExecuteRequest,
         context: grpc.aio.ServicerContext[worker_pb2.ExecuteRequest, worker_pb2.ExecuteResponse],
     ) -> worker_pb2.ExecuteResponse:
-        prompt = build_prompt(request, self._settings.worker_model, self._settings.worker_max_tokens)
+        served = self._specialists.get(request.team, request.subtask.agent)
+        spec = served.spec
+        prompt = build_prompt(request, spec)
         if request.max_cost_usd > 0:
             prompt = fit_call(prompt, self._prices, request.max_cost_usd)
         started = time.monotonic()
-        completion = await self._provider.complete(prompt)
+        outcome = "ok"
+        try:
+            completion = await served.provider.complete(prompt)
+        except BaseException as exc:
+            outcome = outcome_of(exc)
+            raise
+        finally:
+            metrics.specialist_subtasks.labels(spec.team, spec.name, outcome).inc()
+            metrics.specialist_duration.labels(spec.team, spec.name).observe(time.monotonic() - started)
         duration_ms = int((time.monotonic() - started) * 1000)
         logger.info(
             "subtask done",
-            extra={"subtask_id": request.subtask.id, "duration_ms": duration_ms, "model": completion.usage.model},
+            extra={
+                "subtask_id": request.subtask.id,
+                "team": spec.team,
+                "specialist": spec.name,
+                "duration_ms": duration_ms,
+                "model": completion.usage.model,
+            },
         )
         return worker_pb2.ExecuteResponse(
             result=common_pb2.SubtaskResult(
                 subtask_id=request.subtask.id,
                 output=completion.text,
-                usage=usage_message("worker", completion.usage),
+                usage=usage_message("worker", completion.usage, spec.name),
                 duration_ms=duration_ms,
             )
         )

@@ -6,13 +6,14 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from agentmesh.settings import DEFAULT_WORKER_MODEL, GrpcServiceSettings, ProviderName
+from agentmesh.settings import GrpcServiceSettings, WorkerRole
 
 
-class WorkerSettings(GrpcServiceSettings):
+class WorkerSettings(GrpcServiceSettings, WorkerRole):
     agent: ClassVar[str] = "worker"
     grpc_listen: str = "127.0.0.1:50052"
     metrics_port: int = Field(default=9102, ge=0, le=65535)
-    worker_provider: ProviderName | None = Field(default=None, description="overrides LLM_PROVIDER")
-    worker_model: str = DEFAULT_WORKER_MODEL
-    worker_max_tokens: int = Field(default=2048, ge=1, le=64_000)
+    worker_agents: str = Field(
+        default="",
+        description="comma-separated specialists this process serves (name, or team/name); empty: every one",
+    )

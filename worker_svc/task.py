@@ -1,20 +1,15 @@
-"""The worker's prompt: the objective, its subtask, and the outputs it depends on."""
+"""The worker's prompt: its specialist's system prompt, then the objective, the subtask and what it builds on."""
 
 from __future__ import annotations
 
 from agentmesh.errors import InvalidInput
 from agentmesh.llm.provider import Message, Prompt
+from agentmesh.teams.spec import AgentSpec
 from agentmesh.v1 import worker_pb2
 
-SYSTEM = (
-    "You are a worker in a team of AI agents. You receive one subtask of a larger request. "
-    "Do exactly that subtask, thoroughly and concisely; another agent will merge your answer "
-    "with the others, so do not restate the whole request or add greetings."
-)
 
-
-def build_prompt(request: worker_pb2.ExecuteRequest, model: str, max_tokens: int) -> Prompt:
-    """``max_tokens`` is the agent's configured maximum: a caller may ask for fewer output tokens, never more."""
+def build_prompt(request: worker_pb2.ExecuteRequest, spec: AgentSpec) -> Prompt:
+    """The specialist's prompt, model and output cap: a caller may ask for fewer output tokens, never more."""
     subtask = request.subtask
     if not subtask.instruction.strip():
         raise InvalidInput("subtask.instruction is empty: give the worker something to do")
@@ -24,9 +19,10 @@ def build_prompt(request: worker_pb2.ExecuteRequest, model: str, max_tokens: int
         parts.extend(f"[{dep.subtask_id}]\n{dep.output}" for dep in request.dependencies)
     if request.objective:
         parts.append(f"The overall request, for context:\n{request.objective}")
+    max_tokens = spec.max_tokens
     return Prompt(
-        model=model,
-        system=SYSTEM,
+        model=spec.model,
+        system=spec.prompt,
         messages=[Message(role="user", content="\n\n".join(parts))],
         # A caller may lower the configured cap, never raise it.
         max_tokens=min(request.max_output_tokens or max_tokens, max_tokens),

@@ -10,14 +10,19 @@ from agentmesh.llm.retry import RetryingProvider, RetryPolicy
 from agentmesh.settings import GrpcServiceSettings
 
 
-def create_provider(settings: GrpcServiceSettings, breakers: BreakerRegistry) -> LLMProvider:
-    """Metering outside the breaker outside the retries: a call's retries are one outcome, priced once."""
+def create_provider(
+    settings: GrpcServiceSettings, breakers: BreakerRegistry, backend: LLMProvider | None = None
+) -> LLMProvider:
+    """Metering outside the breaker outside the retries: a call's retries are one outcome, priced once.
+
+    ``backend`` (one a team file chose) replaces the agent's configured one.
+    """
     retry = RetryPolicy(
         max_attempts=settings.retry_max_attempts,
         exponential_multiplier=settings.retry_exponential_multiplier,
         exponential_max=settings.retry_exponential_max,
     )
-    backend = registry.load(settings.provider)()
+    backend = backend or registry.load(settings.provider)()
     prices = settings.prices
     guarded = BreakerProvider(RetryingProvider(backend, retry), breakers)
     # The configured model keeps its own metric label even unpriced (a local model): one per agent, bounded.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 
 from agentmesh.cost_cap import BudgetExceeded
-from agentmesh.errors import InvalidInput
+from agentmesh.errors import InvalidInput, NotFound
 from agentmesh.llm.provider import (
     AuthenticationFailed,
     BadRequest,
@@ -24,6 +24,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.FAILED_PRECONDITION, f"cost cap: {exc}"
     if isinstance(exc, InvalidInput):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, NotFound):
+        return grpc.StatusCode.NOT_FOUND, str(exc)
     if isinstance(exc, RateLimited):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, f"model rate limited: {exc}"
     if isinstance(exc, Unavailable):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -15,8 +16,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from agentmesh import runtime
+from agentmesh.llm import registry
 from agentmesh.llm.breaker import BreakerRegistry
 from agentmesh.llm.factory import create_provider
+from agentmesh.llm.offline import OfflineProvider
 from agentmesh.llm.provider import LLMProvider
 from agentmesh.logging import configure_logging
 from agentmesh.metrics import export_breaker_state, listen_host, serve_metrics
@@ -25,6 +28,8 @@ from agentmesh.rpc.interceptors import InFlight, ServerInterceptor
 from agentmesh.rpc.policy import ServerPolicy
 from agentmesh.rpc.reflection import enable_reflection
 from agentmesh.settings import GrpcServiceSettings, load_settings
+from agentmesh.teams.providers import TeamProviders
+from agentmesh.teams.spec import TeamError
 from agentmesh.telemetry import configure_tracing, server_tracer, shutdown_tracing
 
 logger = logging.getLogger(__name__)
@@ -131,9 +136,10 @@ async def serve_until_signalled(running: GrpcServer, grace: float) -> None:
 S = TypeVar("S", bound=GrpcServiceSettings)
 
 
-def run_service(settings_class: type[S], start: Callable[[S, LLMProvider], Awaitable[GrpcServer]]) -> None:
+def run_service(settings_class: type[S], start: Callable[[S, TeamProviders], Awaitable[GrpcServer]]) -> None:
     """The body of every ``python -m <service>``: logging, telemetry, the agent's provider with its wrappers
-    (retries, per-model circuit breakers, metering), serve until signalled."""
+    (retries, per-model circuit breakers, metering) and those its team files choose, serve until signalled.
+    A bad team stops it with exit status 2 and a message naming the file and the field."""
     settings = load_settings(settings_class)
     name = settings.agent
     configure_logging(name, settings.log_level, settings.log_format)
@@ -145,7 +151,14 @@ def run_service(settings_class: type[S], start: Callable[[S, LLMProvider], Await
     async def serve() -> None:
         breakers = BreakerRegistry(settings.circuit_breaker_failure_threshold, settings.circuit_breaker_timeout)
         provider = create_provider(settings, breakers)
-        running = await start(settings, provider)
+
+        def build(name: str, offline_latency_ms: int | None) -> LLMProvider:
+            backend = OfflineProvider(offline_latency_ms) if offline_latency_ms is not None else registry.load(name)()
+            return create_provider(settings, breakers, backend)
+
+        providers = TeamProviders(provider, settings.provider, build)
+        running = await start(settings, providers)
+        running.on_close.append(providers.aclose)
         report_breakers(running.health, breakers)
         breakers.on_create.append(lambda breaker: export_breaker_state(breaker.name, breaker.state))
         breakers.listeners.append(lambda breaker, _old, new: export_breaker_state(breaker.name, new))
@@ -157,5 +170,8 @@ def run_service(settings_class: type[S], start: Callable[[S, LLMProvider], Await
 
     try:
         runtime.run(serve(), settings.event_loop)
+    except TeamError as exc:
+        print(f"{name}: invalid team: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     finally:
         shutdown_tracing()
