@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from agentmesh.llm import registry
+from agentmesh.llm.pricing import PriceTable, price_for
 from agentmesh.settings import OrchestratorRole, ProviderName, SynthesizerRole, TeamsSettings, WorkerRole
 from agentmesh.teams.spec import (
     DEFAULT_TEAM,
@@ -157,3 +158,14 @@ def _default_provider(role: Role, defaults: RoleDefaults) -> str:
 def load_for(settings: TeamsSettings) -> Teams:
     """The teams of ``TEAMS_DIR``, with a service's own role variables as the defaults of its agents."""
     return load_teams(settings.teams_dir, defaults_from(settings))
+
+
+def check_priced(teams: Teams, prices: PriceTable, because: str) -> None:
+    """Under a cost cap every model must have a price: an unpriced one would fail each capped request."""
+    for team in teams.by_name.values():
+        for spec in team.agents():
+            if spec.provider != "offline" and price_for(spec.model, prices) is None:
+                raise TeamError(
+                    f"{spec.source}: field 'model': {spec.model!r} has no price, and {because} needs every model "
+                    "priced: add it to MODEL_PRICING_FILE, or choose a priced model"
+                )
