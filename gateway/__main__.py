@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 import socket
+import sys
 from types import FrameType
 
 import uvicorn
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 from agentmesh.logging import configure_logging
 from agentmesh.runtime import freeze_startup_heap
 from agentmesh.settings import load_settings
+from agentmesh.teams.spec import TeamError
 from agentmesh.telemetry import configure_tracing, shutdown_tracing
 from gateway.app import create_app
 from gateway.http.h11_protocol import EdgeLimits, edge_protocol
@@ -95,7 +97,11 @@ def uvicorn_config(app: FastAPI, settings: GatewaySettings) -> uvicorn.Config:
 def main() -> None:
     settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.log_level, settings.log_format)
-    app = create_app(settings, tracer_provider=configure_tracing("gateway", settings))
+    try:
+        app = create_app(settings, tracer_provider=configure_tracing("gateway", settings))
+    except TeamError as exc:
+        print(f"gateway: invalid team: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     try:
         DrainingServer(uvicorn_config(app, settings), app, settings).run()
     finally:

@@ -35,6 +35,7 @@ from gateway.openai import models
 from gateway.openai.chat import router as chat
 from gateway.openai.chat.serving import ChatServing
 from gateway.openai.errors import error_responses, install_error_handlers
+from gateway.openai.teams import TeamModels
 from gateway.operations import health, metrics
 from gateway.orchestrator_client import ORCHESTRATOR_SERVICE, OrchestratorClient
 from gateway.runs import inspector
@@ -59,7 +60,12 @@ CORS_EXPOSED_HEADERS = [
 
 
 def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None = None) -> FastAPI:
-    state = GatewayState(settings=settings, started_at=int(time.time()), runs=RunHistory(settings.run_history_size))
+    state = GatewayState(
+        settings=settings,
+        started_at=int(time.time()),
+        runs=RunHistory(settings.run_history_size),
+        models=TeamModels.load(settings),
+    )
     limiter = (
         RateLimiter(
             settings.rate_limit_storage_uri,
@@ -80,7 +86,7 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None
         state.orchestrator = OrchestratorClient(channel, run_timeout_s=settings.request_timeout)
         store = spend_store(settings.rate_limit_storage_uri)
         spend = SpendControl(store, settings.max_cost_per_request_usd, settings.spend_limit_usd_per_day)
-        state.chat = ChatServing(settings, state.orchestrator, spend, state.runs)
+        state.chat = ChatServing(settings, state.orchestrator, spend, state.runs, state.models)
         try:
             yield
         finally:

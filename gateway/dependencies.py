@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from gateway.openai.chat.serving import ChatServing
+from gateway.openai.teams import TeamModels
 from gateway.orchestrator_client import OrchestratorClient
 from gateway.runs.history import RunHistory
 from gateway.settings import GatewaySettings
@@ -18,6 +19,7 @@ class GatewayState:
     settings: GatewaySettings
     started_at: int
     runs: RunHistory
+    models: TeamModels
     # Set by the app's lifespan for as long as the app runs.
     orchestrator: OrchestratorClient | None = None
     chat: ChatServing | None = None

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from agentmesh.settings import CommonSettings
+from agentmesh.settings import CommonSettings, TeamsSettings
 
 # RFC 7518 3.2: an HMAC key at least as long as the hash output.
 MIN_JWT_SECRET_LENGTH = {"HS256": 32, "HS384": 48, "HS512": 64}
@@ -24,7 +24,7 @@ PublicKey = RSAPublicKey | EllipticCurvePublicKey
 RATE_LIMIT_STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+unix")
 
 
-class GatewaySettings(CommonSettings):
+class GatewaySettings(CommonSettings, TeamsSettings):
     """The HTTP edge: no model settings, the agents behind the orchestrator own those."""
 
     api_host: str = "127.0.0.1"

@@ -1,4 +1,4 @@
-"""GET /v1/models: the one model the service offers."""
+"""GET /v1/models: one model per team (``agentmesh`` answers with the default team, ``agentmesh/<team>`` others)."""
 
 from __future__ import annotations
 
@@ -14,5 +14,6 @@ router = APIRouter(tags=["openai"])
 @router.get("/v1/models", responses={401: {"model": ErrorResponse}})
 async def list_models(_: CurrentPrincipal, state: State) -> ModelList:
     # The agents' backends are theirs to choose (one may be offline, another Claude): the gateway does not know.
-    card = ModelCard(id=state.settings.service_model_name, created=state.started_at, owned_by="agentmesh")
-    return ModelList(data=[card])
+    return ModelList(
+        data=[ModelCard(id=model, created=state.started_at, owned_by="agentmesh") for model in state.models.ids()]
+    )

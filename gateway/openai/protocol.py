@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 INT32_MAX = 2**31 - 1
 
@@ -117,6 +117,7 @@ class ErrorResponse(BaseModel):
 
 class AgentUsage(BaseModel):
     agent: str
+    specialist: str | None = Field(default=None, description="the worker specialist; absent for other agents")
     model: str
     input_tokens: int
     output_tokens: int
@@ -124,6 +125,14 @@ class AgentUsage(BaseModel):
     cache_read_input_tokens: int
     cost_usd: float | None = Field(description="null when the model has no price")
     calls: int
+
+    @model_serializer(mode="wrap")
+    def _without_empty_specialist(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        """Rows of the orchestrator and synthesizer stay as they were before specialists existed."""
+        data: dict[str, object] = handler(self)
+        if data.get("specialist") is None:
+            data.pop("specialist", None)
+        return data
 
 
 class UnfinishedSubtask(BaseModel):

@@ -86,6 +86,7 @@ def usage_object(
         agents=[
             AgentUsage(
                 agent=usage.agent,
+                specialist=usage.specialist or None,
                 model=usage.model,
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
@@ -114,12 +115,16 @@ class Progress:
         return None
 
     def _plan(self, plan: orchestrator_pb2.Plan) -> str:
-        self.titles = {subtask.id: subtask.title or subtask.id for subtask in plan.subtasks}
+        # A plan over one specialist names none: there was no choice to show.
+        routed = len({subtask.agent for subtask in plan.subtasks}) > 1 or bool(plan.repairs)
+        self.titles = {subtask.id: _title(subtask, routed) for subtask in plan.subtasks}
         count = len(plan.subtasks)
         lines = [f"Plan: {count} subtask{'' if count == 1 else 's'}"]
         if plan.fallback:
             lines[0] += f" (fallback: {plan.fallback_reason or 'the planner gave no usable plan'})"
-        lines += [f"{number}. {subtask.title or subtask.id}" for number, subtask in enumerate(plan.subtasks, 1)]
+        if plan.repairs:
+            lines[0] += f" (routing repaired: {'; '.join(plan.repairs)})"
+        lines += [f"{number}. {self.titles[subtask.id]}" for number, subtask in enumerate(plan.subtasks, 1)]
         return "\n".join(lines) + "\n"
 
     def _finished(self, finished: orchestrator_pb2.SubtaskFinished) -> str:
@@ -129,6 +134,11 @@ class Progress:
             return f"✓ {title} done in {finished.duration_ms / 1000:.1f} s\n"
         said = {"timed_out": "did not finish in time", "over_budget": "left out (cost cap)"}
         return f"✗ {title} {said.get(missing.outcome, missing.outcome)}: {finished.error}\n"
+
+
+def _title(subtask: common_pb2.Subtask, routed: bool) -> str:
+    title = subtask.title or subtask.id
+    return f"{title} ({subtask.agent})" if routed and subtask.agent else title
 
 
 def joined(events: list[orchestrator_pb2.RunEvent]) -> Iterator[orchestrator_pb2.RunEvent]:

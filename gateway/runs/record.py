@@ -38,6 +38,7 @@ class _Subtask:
         return SubtaskView(
             id=self.subtask.id,
             title=self.subtask.title,
+            agent=self.subtask.agent or None,
             instruction=self.subtask.instruction,
             depends_on=list(self.subtask.depends_on),
             # Skipped or never started: placed where the run gave up on it.
@@ -145,7 +146,11 @@ class RunRecord:
         return RunView(
             **self.summary_view().model_dump(),
             subject=self.subject,
-            plan=PlanView(fallback=plan.fallback, fallback_reason=plan.fallback_reason or None) if plan else None,
+            plan=PlanView(
+                fallback=plan.fallback, fallback_reason=plan.fallback_reason or None, repairs=list(plan.repairs)
+            )
+            if plan
+            else None,
             subtasks=[entry.view(self._ended_ms) for entry in self._subtasks.values()],
             phases=self._phases(),
             phases_ms=_phases_ms(self.summary) if self.summary is not None else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from gateway.openai.protocol import CompletionUsage
 
@@ -16,11 +16,22 @@ MS_FROM_START = "milliseconds from the run's start, on the gateway's clock"
 class PlanView(BaseModel):
     fallback: bool = Field(description="the planner's plan was unusable: the request ran as one subtask")
     fallback_reason: str | None
+    repairs: list[str] = Field(
+        default_factory=list, description="how the planner's routing was corrected; absent when it was not"
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_empty_repairs(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        data: dict[str, object] = handler(self)
+        if not data.get("repairs"):
+            data.pop("repairs", None)
+        return data
 
 
 class SubtaskView(BaseModel):
     id: str
     title: str
+    agent: str | None = Field(default=None, description="the worker specialist that runs it")
     instruction: str
     depends_on: list[str]
     started_ms: int | None = Field(description=f"{MS_FROM_START}; for one never started, when it was given up")

@@ -54,10 +54,11 @@ async def test_sdk_non_streaming_completion(gateway: Gateway, fake: FakeOrchestr
     assert request.max_output_tokens == 50
 
 
-async def test_models_lists_the_service_model(gateway: Gateway) -> None:
+async def test_models_lists_the_service_model_first_then_one_per_team(gateway: Gateway) -> None:
     async with gateway.openai() as client:
         models = [model async for model in client.models.list()]
-    (model,) = models
+    model = models[0]
+    assert [m.id for m in models] == [MODEL, f"{MODEL}/research"]  # the shipped teams: default, research
     assert model.id == MODEL
     assert model.object == "model"
     assert model.owned_by == "agentmesh"
@@ -68,8 +69,10 @@ async def test_models_lists_exactly_the_openai_fields(start_gateway: GatewayFact
     async with gateway.http() as client:
         body = (await client.get("/v1/models")).json()
     assert body["object"] == "list"
+    created = body["data"][0]["created"]
     assert body["data"] == [
-        {"id": "mesh", "object": "model", "created": body["data"][0]["created"], "owned_by": "agentmesh"}
+        {"id": "mesh", "object": "model", "created": created, "owned_by": "agentmesh"},
+        {"id": "mesh/research", "object": "model", "created": created, "owned_by": "agentmesh"},
     ]
 
 

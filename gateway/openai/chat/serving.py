@@ -21,11 +21,13 @@ from fastapi.responses import JSONResponse, Response
 from agentmesh import metrics
 from agentmesh.read_ahead import read_ahead
 from agentmesh.request_context import current_request_id, new_request_id
+from agentmesh.teams.spec import Team
 from agentmesh.v1 import orchestrator_pb2
 from gateway.edge.request_limits import check_request_limits
 from gateway.openai import sse, translate
 from gateway.openai.errors import CLIENT_CLOSED_REQUEST, ApiError, rpc_error, shutting_down
 from gateway.openai.protocol import ChatCompletionRequest
+from gateway.openai.teams import TeamModels
 from gateway.orchestrator_client import GatewayShuttingDown, OrchestratorClient
 from gateway.runs.history import RunHistory
 from gateway.runs.log import finish_run
@@ -51,17 +53,24 @@ class ChatServing:
     """One per app, built at start-up: ``create`` serves one request, streamed or not."""
 
     def __init__(
-        self, settings: GatewaySettings, orchestrator: OrchestratorClient, spend: SpendControl, runs: RunHistory
+        self,
+        settings: GatewaySettings,
+        orchestrator: OrchestratorClient,
+        spend: SpendControl,
+        runs: RunHistory,
+        models: TeamModels,
     ) -> None:
         self._settings = settings
+        self._models = models
         self._orchestrator = orchestrator
         self._spend = spend
         self._runs = runs
         self._show_progress = settings.stream_progress == "reasoning"
 
     async def create(self, body: ChatCompletionRequest, subject: str, request: Request) -> Response:
-        self._check(body)
+        team = self._check(body)
         run_request = translate.to_run_request(body)
+        run_request.team = team.name
         grant = await self._spend.open(subject, body.max_cost_usd)
         run_request.max_cost_usd = grant.cost_cap_usd
         request_id = current_request_id() or new_request_id()
@@ -107,12 +116,14 @@ class ChatServing:
             return Outcome("error", error.message, error)
         return Outcome("cancelled", f"the client closed the {'stream' if streaming else 'request'}", None)
 
-    def _check(self, body: ChatCompletionRequest) -> None:
-        model = self._settings.service_model_name
-        if body.model != model:
+    def _check(self, body: ChatCompletionRequest) -> Team:
+        """The team the request's model names; an unknown model is OpenAI's 404 ``model_not_found``."""
+        team = self._models.team(body.model)
+        if team is None:
+            offered = ", ".join(repr(model) for model in self._models.ids())
             raise ApiError(
                 404,
-                f"The model {body.model!r} does not exist; this service offers {model!r}",
+                f"The model {body.model!r} does not exist; this service offers {offered} (one per team)",
                 "invalid_request_error",
                 param="model",
                 code="model_not_found",
@@ -120,6 +131,7 @@ class ChatServing:
         check_request_limits(
             body, max_messages=self._settings.max_messages, max_total_chars=self._settings.max_total_chars
         )
+        return team
 
     async def _relay(
         self,

@@ -114,7 +114,7 @@
   function timelineRows(run) {
     const rows = [{ kind: "phase", key: "planning", label: "planning", span: run.phases.planning }];
     for (const subtask of run.subtasks) {
-      rows.push({ kind: "subtask", key: subtask.id, label: `${subtask.id} · ${subtask.title}`, subtask });
+      rows.push({ kind: "subtask", key: subtask.id, label: `${subtask.id} · ${subtask.title}${by(subtask)}`, subtask });
     }
     if (run.phases.synthesis) {
       rows.push({ kind: "phase", key: "synthesis", label: "synthesis", span: run.phases.synthesis });
@@ -173,7 +173,7 @@
         bar.setAttribute("data-subtask-id", subtask.id);
         bar.setAttribute("data-outcome", subtask.outcome);
         title.textContent =
-          `${subtask.id} ${subtask.title}: ${subtask.outcome.replace("_", " ")}, ${ms(end - start)}` +
+          `${subtask.id} ${subtask.title}${by(subtask)}: ${subtask.outcome.replace("_", " ")}, ${ms(end - start)}` +
           (subtask.error ? `\n${subtask.error}` : "");
         where.set(subtask.id, { start: x(start), end: x(end), middle: top + LAYOUT.bar / 2 });
       }
@@ -212,6 +212,11 @@
     return defs;
   }
 
+  // The specialist that ran a subtask, as " (name)" after its title.
+  function by(subtask) {
+    return subtask.agent ? ` (${subtask.agent})` : "";
+  }
+
   function clip(text, length) {
     return text.length > length ? `${text.slice(0, length - 1)}…` : text;
   }
@@ -224,6 +229,7 @@
         el("strong", {}, `${subtask.id} · ${subtask.title}`),
         el("span", { class: `badge outcome-${subtask.outcome}` }, subtask.outcome.replace("_", " ")),
       );
+      if (subtask.agent) head.append(el("span", { class: "agent", "data-agent": subtask.agent }, subtask.agent));
       item.append(head, el("p", { class: "instruction" }, subtask.instruction));
       if (subtask.depends_on.length) item.append(el("p", { class: "depends" }, `after ${subtask.depends_on.join(", ")}`));
       if (subtask.error) item.append(el("p", { class: "reason" }, subtask.error));
@@ -236,8 +242,9 @@
     const usage = run.usage;
     const rows = (usage ? usage.agents : []).map((agent) => {
       const row = el("tr", { "data-agent": agent.agent });
+      if (agent.specialist) row.dataset.specialist = agent.specialist;
       row.append(
-        el("td", {}, agent.agent),
+        el("td", {}, agent.specialist ? `${agent.agent} · ${agent.specialist}` : agent.agent),
         el("td", {}, agent.model),
         el("td", { class: "number" }, String(agent.calls)),
         el("td", { class: "number" }, String(agent.input_tokens + agent.cache_creation_input_tokens + agent.cache_read_input_tokens)),
