@@ -100,8 +100,10 @@ def format_usage(usage: CompletionUsage) -> str:
 def _agent_row(agent: Mapping[str, Any]) -> str:
     cost = agent.get("cost_usd")
     cost_text = f"{cost:.6f}" if isinstance(cost, int | float) else "unpriced"  # null: the model has no price
+    # A worker row names its specialist: "worker/researcher".
+    name = "/".join(filter(None, [agent.get("agent", "?"), agent.get("specialist")]))
     return (
-        f"  {agent.get('agent', '?'):<13} {agent.get('model', '?'):<28} {agent.get('calls', ''):>5} "
+        f"  {name:<13} {agent.get('model', '?'):<28} {agent.get('calls', ''):>5} "
         f"{agent.get('input_tokens', 0):>8} {agent.get('output_tokens', 0):>8} {cost_text:>10}"
     )
 

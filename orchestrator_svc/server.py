@@ -9,7 +9,7 @@ import grpc
 
 from agentmesh.llm.provider import LLMProvider
 from agentmesh.rpc.server import GrpcServer, start_grpc_server
-from agentmesh.teams.loader import load_for
+from agentmesh.teams.loader import check_priced, load_for
 from agentmesh.teams.providers import TeamProviders
 from agentmesh.teams.spec import Teams
 from agentmesh.v1 import orchestrator_pb2, orchestrator_pb2_grpc
@@ -29,6 +29,9 @@ async def start_orchestrator(
     """``provider`` is the one ORCHESTRATOR_PROVIDER chooses, or the service's providers (team files' too)."""
     providers = provider if isinstance(provider, TeamProviders) else TeamProviders(provider, settings.provider)
     teams = teams or load_for(settings)
+    for variable in ("max_cost_per_request_usd", "spend_limit_usd_per_day"):
+        if value := getattr(settings, variable):
+            check_priced(teams, settings.prices, f"{variable.upper()}={value:g}")
     downstream = Downstream(settings, teams)
     servicer = OrchestratorServicer(teams, providers, downstream, settings)
 

@@ -389,12 +389,16 @@ def describe_providers() -> str:
 
 
 def banner(base: str, token: str, model: str, provider: str) -> str:
+    """The example asks the research team (three specialists): the progress shows a plan fanned out over them."""
+    team = f"{model}/research"
     body = (
-        f'{{"model": "{model}", "stream": true, '
+        f'{{"model": "{team}", "stream": true, '
         '"messages": [{"role": "user", "content": "Compare SQLite and PostgreSQL for a small web app"}]}'
     )
     return f"""
 agentmesh is ready: {base}\n{provider}
+
+teams: {model} (the default team) and {team} (researcher, analyst, writer); build your own: docs/teams.md
 
 token (sub=local-dev, valid {TOKEN_TTL_S // 3600}h; mint another with `.venv/bin/python scripts/generate_jwt.py`):
 {token}
@@ -403,7 +407,7 @@ curl:
 curl -sN {base}/v1/chat/completions -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{body}'
 
 console client (progress, answer, cost):
-.venv/bin/python console_client.py "Compare SQLite and PostgreSQL for a small web app" --url {base}
+.venv/bin/python console_client.py "Compare SQLite and PostgreSQL for a small web app" --url {base} --model {team}
 
 openai SDK:
 from openai import OpenAI

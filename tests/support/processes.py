@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,9 +158,17 @@ class ProcessMesh:
 
 @contextmanager
 def process_mesh(
-    workdir: Path, env: Mapping[str, str] | None = None, workers: int = 1, jwt_secret: str = "e2e-" + "s" * 40
+    workdir: Path,
+    env: Mapping[str, str] | None = None,
+    workers: int = 1,
+    jwt_secret: str = "e2e-" + "s" * 40,
+    worker_envs: Sequence[Mapping[str, str]] = (),
+    worker_targets: Callable[[list[ServiceProcess]], str] | None = None,
 ) -> Iterator[ProcessMesh]:
-    """All four services as real processes on loopback; yields once the gateway says ready."""
+    """All four services as real processes on loopback; yields once the gateway says ready.
+
+    ``worker_envs[i]`` is worker i's own extra environment; ``worker_targets`` makes the orchestrator's
+    WORKER_TARGETS from the started workers."""
     common = {
         "JWT_SECRET_KEY": jwt_secret,
         "HEALTH_POLL_INTERVAL": "0.2",
@@ -182,7 +190,8 @@ def process_mesh(
 
         worker_procs = []
         for index in range(workers):
-            worker_procs.append(start("worker", "worker_svc", grpc_any_port, log_name=f"worker{index}"))
+            own = worker_envs[index] if index < len(worker_envs) else {}
+            worker_procs.append(start("worker", "worker_svc", {**grpc_any_port, **own}, log_name=f"worker{index}"))
         synthesizer = start("synthesizer", "synthesizer_svc", grpc_any_port)
         for service in [*worker_procs, synthesizer]:
             wait_for_grpc_port(service)
@@ -190,7 +199,12 @@ def process_mesh(
         orchestrator = start(
             "orchestrator",
             "orchestrator_svc",
-            {**grpc_any_port, "WORKER_TARGET": worker_target, "SYNTHESIZER_TARGET": synthesizer.address},
+            {
+                **grpc_any_port,
+                "WORKER_TARGET": worker_target,
+                "SYNTHESIZER_TARGET": synthesizer.address,
+                **({"WORKER_TARGETS": worker_targets(worker_procs)} if worker_targets else {}),
+            },
         )
         wait_for_grpc_port(orchestrator)
         gateway_port = free_port()
