@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from agentmesh.settings import CommonSettings
+from orchestrator_svc.routing import parse_targets
 
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 
@@ -107,3 +108,20 @@ def test_containers_get_to_finish_their_drain() -> None:
     anchor = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))["x-service"]
     grace = float(str(anchor["stop_grace_period"]).removesuffix("s"))
     assert grace > CommonSettings.model_fields["shutdown_grace_period"].default
+
+
+def test_specialist_worker_services_scale_apart_and_the_orchestrator_routes_to_them(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    agents = {name: _environment(services[name]).get("WORKER_AGENTS") for name in ("worker-research", "worker-writer")}
+    assert agents == {"worker-research": "research/researcher,research/analyst", "worker-writer": "research/writer"}
+    for name in agents:
+        assert "ports" not in services[name] and "container_name" not in services[name], name
+        assert services["orchestrator"]["depends_on"][name]["condition"] == "service_healthy"
+    targets = parse_targets(_environment(services["orchestrator"])["WORKER_TARGETS"] or "")
+    assert targets == {
+        "research/researcher": "dns:///worker-research:50052",
+        "research/analyst": "dns:///worker-research:50052",
+        "research/writer": "dns:///worker-writer:50052",
+    }
+    assert "./teams:/app/teams:ro" in services["worker"]["volumes"]

@@ -13,6 +13,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from orchestrator_svc.routing import parse_targets
+from scripts.k8s_teams import render, team_files, volume_items
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 K8S = REPO_ROOT / "deploy" / "k8s"
 # The oldest and newest API versions whose schemas kubernetes-validate ships offline.
@@ -197,3 +200,33 @@ def test_model_callers_may_reach_https_and_nothing_private(name: str) -> None:
     https = [r for r in rules if any(p["port"] == 443 for p in r["ports"])]
     (block,) = [peer["ipBlock"] for peer in https[0]["to"]]
     assert block["cidr"] == "0.0.0.0/0" and "10.0.0.0/8" in block["except"]
+
+
+def test_the_teams_configmap_is_fresh_and_every_service_mounts_it_as_folders() -> None:
+    assert (K8S / "teams.yaml").read_text(encoding="utf-8") == render(), "run: python scripts/k8s_teams.py"
+    items = volume_items(list(team_files()))
+    for name in [*MESH, "worker-research"]:
+        pod = _pod(name)
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "teams"]
+        assert volume["configMap"] == {"name": "agentmesh-teams", "items": items}, name
+        (container,) = pod["containers"]
+        assert {"name": "teams", "mountPath": "/app/teams", "readOnly": True} in container["volumeMounts"], name
+    assert _config()["TEAMS_DIR"] == "/app/teams"
+
+
+def test_a_specialist_group_is_its_own_deployment_reached_through_worker_targets() -> None:
+    agents = _env("worker-research")["WORKER_AGENTS"]["value"]
+    assert agents == "research/researcher,research/analyst,research/writer"
+    targets = parse_targets(_config()["WORKER_TARGETS"])
+    assert set(targets) == set(agents.split(",")) and set(targets.values()) == {"dns:///worker-research:50052"}
+    assert _one("Service", "worker-research")["spec"]["clusterIP"] == "None"
+    assert ("orchestrator", 50052) in _ingress_peers("worker-research")
+    egress = _one("NetworkPolicy", "orchestrator")["spec"]["egress"]
+    reached = {
+        peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+        for r in egress
+        for peer in r["to"]
+    }
+    assert "worker-research" in reached
+    selector = _one("PodDisruptionBudget", "worker-research")["spec"]["selector"]["matchLabels"]
+    assert selector == _one("Deployment", "worker-research")["spec"]["selector"]["matchLabels"]
