@@ -114,7 +114,7 @@
   function timelineRows(run) {
     const rows = [{ kind: "phase", key: "planning", label: "planning", span: run.phases.planning }];
     for (const subtask of run.subtasks) {
-      rows.push({ kind: "subtask", key: subtask.id, label: `${subtask.id} · ${subtask.title}${by(subtask)}`, subtask });
+      rows.push({ kind: "subtask", key: subtask.id, label: subtaskLabel(subtask), subtask });
     }
     if (run.phases.synthesis) {
       rows.push({ kind: "phase", key: "synthesis", label: "synthesis", span: run.phases.synthesis });
@@ -210,6 +210,11 @@
     marker.append(svg("path", { d: "M 0 0 L 8 4 L 0 8 z", class: "arrow-head" }));
     defs.append(marker);
     return defs;
+  }
+
+  // A timeline row: the specialist before the title, so clipping a long title keeps it.
+  function subtaskLabel(subtask) {
+    return subtask.agent ? `${subtask.id} · ${subtask.agent} · ${subtask.title}` : `${subtask.id} · ${subtask.title}`;
   }
 
   // The specialist that ran a subtask, as " (name)" after its title.
