@@ -91,7 +91,7 @@ def format_usage(usage: CompletionUsage) -> str:
     ]
     agents = extra.get("agents") or []
     if agents:
-        lines.append(f"  {'agent':<13} {'model':<28} {'calls':>5} {'input':>8} {'output':>8} {'cost_usd':>10}")
+        lines.append(f"  {'agent':<20} {'model':<28} {'calls':>5} {'input':>8} {'output':>8} {'cost_usd':>10}")
     for agent in agents:
         lines.append(_agent_row(agent))
     return "\n".join(lines)
@@ -103,7 +103,7 @@ def _agent_row(agent: Mapping[str, Any]) -> str:
     # A worker row names its specialist: "worker/researcher".
     name = "/".join(filter(None, [agent.get("agent", "?"), agent.get("specialist")]))
     return (
-        f"  {name:<13} {agent.get('model', '?'):<28} {agent.get('calls', ''):>5} "
+        f"  {name:<20} {agent.get('model', '?'):<28} {agent.get('calls', ''):>5} "
         f"{agent.get('input_tokens', 0):>8} {agent.get('output_tokens', 0):>8} {cost_text:>10}"
     )
 
