@@ -33,6 +33,7 @@ def finish_run(record: RunRecord, user: str, outcome: str, message: str = "") ->
             "agents": [
                 {
                     "agent": u.agent,
+                    **({"specialist": u.specialist} if u.specialist else {}),
                     "model": u.model,
                     "calls": u.calls,
                     "input_tokens": u.input_tokens,

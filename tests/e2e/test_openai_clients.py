@@ -80,9 +80,10 @@ def test_raw_sse_has_progress_as_reasoning_content_and_ends_with_done(mesh: Proc
     assert all(c["usage"] is None for c in chunks)
 
 
-def test_models_lists_the_service_model(mesh: ProcessMesh, token: str) -> None:
+def test_models_lists_the_service_model_first_then_one_per_team(mesh: ProcessMesh, token: str) -> None:
     models = _client(mesh, token).models.list()
-    (model,) = models.data
+    assert [m.id for m in models.data] == ["agentmesh", "agentmesh/research"]  # the shipped teams
+    model = models.data[0]
     assert model.id == "agentmesh"
     assert model.owned_by == "agentmesh"
 
