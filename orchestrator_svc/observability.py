@@ -64,6 +64,10 @@ class PhaseRecorder:
 @contextmanager
 def subtask_span(subtask: common_pb2.Subtask) -> Iterator[trace.Span]:
     """One span per subtask, parent of its Execute call, so a slow worker stands out in the trace."""
-    attributes = {"agentmesh.subtask_id": subtask.id, "agentmesh.depends_on": list(subtask.depends_on)}
+    attributes = {
+        "agentmesh.subtask_id": subtask.id,
+        "agentmesh.depends_on": list(subtask.depends_on),
+        "agentmesh.specialist": subtask.agent,
+    }
     with tracer.start_as_current_span("subtask", attributes=attributes) as span:
         yield span
