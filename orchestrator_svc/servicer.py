@@ -248,9 +248,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                     # While the workers are known to serve, a call made as a connection is being re-established
                     # (connection age, a replica restarting) waits for it instead of failing at once; when they
                     # are down, it fails at once.
-                    response = await worker.Execute(
-                        request, timeout=timeout, wait_for_ready=self._downstream.serving
-                    )
+                    response = await worker.Execute(request, timeout=timeout, wait_for_ready=self._downstream.serving)
                 usage = response.result.usage
             except grpc.aio.AioRpcError as exc:
                 code, words = downstream_failure(exc)

@@ -16,7 +16,7 @@ from agentmesh.teams.spec import AgentSpec, TeamError
 from agentmesh.v1 import common_pb2
 from orchestrator_svc.planner import Plan, plan_from_tool_input, plan_tool, route
 from orchestrator_svc.routing import WorkerRoutes, parse_targets
-from orchestrator_svc.spend import Agent, RunBudget, fit_plan
+from orchestrator_svc.spend import Agent, CostAllotter, fit_plan
 
 TEAMS = load_teams(DEFAULT_TEAMS_DIR, RoleDefaults(llm_provider="offline"))
 RESEARCH = TEAMS.by_name["research"]
@@ -96,7 +96,7 @@ def test_spend_prices_each_subtask_with_its_own_specialists_model_and_cap() -> N
     alone_cheap = fit_plan(0.02, "objective", subtasks[:1], {"cheap": cheap, "dear": dear}, synthesizer)
     with_dear = fit_plan(0.02, "objective", subtasks, {"cheap": cheap, "dear": dear}, synthesizer)
     assert with_dear.worker_tokens < alone_cheap.worker_tokens  # the dear specialist's output costs 100x
-    budget = RunBudget.create(
+    budget = CostAllotter.create(
         0.05, {"cheap": cheap.price, "dear": dear.price}, ("cheap", 1000), ("cheap", 500), {"dear": ("dear", 200)}
     )
     budget.fit("objective", subtasks)
