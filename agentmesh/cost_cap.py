@@ -21,8 +21,12 @@ PER_MESSAGE_OVERHEAD_TOKENS = 16
 TOOL_OVERHEAD_TOKENS = 512
 # Trailing metadata of a failed Orchestrator.Run: what the run may have cost (held calls at their worst case), in USD.
 SPENT_TRAILER = "agentmesh-spent-usd"
-# Fewer output tokens than this make a call not worth starting (or the configured maximum, when that is smaller).
+# Fewer output tokens than this make a call not worth starting (or the configured maximum, when that is smaller):
+# 128 tokens are a short paragraph, the least a worker's part or an answer is worth paying for.
 OUTPUT_TOKENS_FLOOR = 128
+# The planner's floor is lower: a plan of one subtask is about 40 tokens of tool input (ids, a title, an instruction),
+# and a plan cut short costs nothing but the plan, since the run falls back to one subtask that is the request itself.
+PLANNER_OUTPUT_TOKENS_FLOOR = 64
 
 
 class BudgetExceeded(Exception):
@@ -75,8 +79,14 @@ def tokens_within(room: float, per_token: float, most: int) -> int:
     return most if affordable >= most else math.floor(affordable)
 
 
-def floor_tokens(configured_max: int) -> int:
-    return min(OUTPUT_TOKENS_FLOOR, configured_max)
+def floor_tokens(configured_max: int, floor: int = OUTPUT_TOKENS_FLOOR) -> int:
+    return min(floor, configured_max)
+
+
+def usd_rounded_up(amount: float) -> float:
+    """``amount`` rounded up to the millionth of a dollar (and a hair above it): a cap of that value, as printed
+    with six decimals, is never below ``amount``."""
+    return math.ceil(amount * 1_000_000 * (1 + 1e-9)) / 1_000_000
 
 
 def fit_call(prompt: Prompt, prices: PriceTable, allotment_usd: float, tool: Tool | None = None) -> Prompt:

@@ -3,14 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from agentmesh.llm.provider import TokenUsage
 from agentmesh.v1 import common_pb2, orchestrator_pb2
 
 AGENT_ORDER = ("orchestrator", "worker", "synthesizer")
+# Why a call stopped, in each API's words, when it reached its max_tokens (Anthropic's stop_reason, OpenAI's
+# finish_reason).
+_MAX_TOKENS_STOPS = frozenset({"max_tokens", "length"})
 
 
-def usage_message(agent: str, usage: TokenUsage, specialist: str = "") -> common_pb2.Usage:
+def stopped_at_max_tokens(stop_reason: str | None) -> bool:
+    return stop_reason in _MAX_TOKENS_STOPS
+
+
+@dataclass(frozen=True)
+class OutputCap:
+    """The max_tokens a call was given, and the configured one it was lowered from to fit a cost cap (0: not)."""
+
+    max_tokens: int
+    configured: int
+
+    @property
+    def lowered_from(self) -> int:
+        return self.configured if self.max_tokens < self.configured else 0
+
+
+def usage_message(
+    agent: str,
+    usage: TokenUsage,
+    specialist: str = "",
+    cap: OutputCap | None = None,
+    stop_reason: str | None = None,
+) -> common_pb2.Usage:
     cost = usage.cost_usd
     return common_pb2.Usage(
         agent=agent,
@@ -23,6 +49,9 @@ def usage_message(agent: str, usage: TokenUsage, specialist: str = "") -> common
         cost_usd=cost or 0.0,
         priced=cost is not None,
         calls=1,
+        max_tokens=cap.max_tokens if cap else 0,
+        max_tokens_lowered_from=cap.lowered_from if cap else 0,
+        hit_max_tokens=stopped_at_max_tokens(stop_reason),
     )
 
 
@@ -43,6 +72,9 @@ def summarize(usages: Iterable[common_pb2.Usage]) -> orchestrator_pb2.UsageSumma
         entry.cost_usd += usage.cost_usd
         entry.priced = entry.priced and usage.priced
         entry.calls += usage.calls
+        entry.max_tokens = max(entry.max_tokens, usage.max_tokens)
+        entry.max_tokens_lowered_from = max(entry.max_tokens_lowered_from, usage.max_tokens_lowered_from)
+        entry.hit_max_tokens = entry.hit_max_tokens or usage.hit_max_tokens
     by_agent = sorted(
         merged.values(),
         key=lambda u: (

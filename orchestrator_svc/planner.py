@@ -172,6 +172,12 @@ def fallback_plan(objective: str, reason: str) -> Plan:
     )
 
 
+def cut_plan(objective: str, max_tokens: int, lowered_from: int = 0) -> Plan:
+    """The fallback for a plan the model could not finish within its ``max_tokens``."""
+    why = f" (lowered from {lowered_from} to fit the cost cap)" if lowered_from else ""
+    return fallback_plan(objective, f"the plan was cut short by its max_tokens of {max_tokens}{why}")
+
+
 def plan_from_tool_input(raw: Mapping[str, Any], objective: str, max_subtasks: int, fallback_reason: str = "") -> Plan:
     """The model's plan, or the one-subtask fallback when it is unusable; ``fallback_reason`` tells how the provider
     had to get the input when it could not force the tool."""

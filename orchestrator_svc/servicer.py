@@ -20,12 +20,13 @@ from agentmesh.read_ahead import read_ahead
 from agentmesh.rpc.errors import PhaseFailed, downstream_failure, status_for
 from agentmesh.teams.providers import TeamProviders
 from agentmesh.teams.spec import Team, Teams
-from agentmesh.usage import summarize, usage_message
+from agentmesh.usage import OutputCap, summarize, usage_message
 from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc, synthesizer_pb2, worker_pb2
 from orchestrator_svc.downstream import Downstream
 from orchestrator_svc.observability import PhaseRecorder, subtask_span
 from orchestrator_svc.planner import (
     Plan,
+    cut_plan,
     fallback_plan,
     objective_text,
     plan_from_tool_input,
@@ -162,9 +163,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         return CostAllotter.create(
             cap,
             self._prices,
-            worker=(first.model, first.max_tokens),
-            synthesizer=(synthesizer.model, synthesis_tokens),
-            specialists={name: (spec.model, spec.max_tokens) for name, spec in team.workers.items()},
+            worker=(first.model, first.max_tokens, first.prompt),
+            synthesizer=(synthesizer.model, synthesis_tokens, synthesizer.prompt),
+            specialists={name: (spec.model, spec.max_tokens, spec.prompt) for name, spec in team.workers.items()},
         )
 
     async def _plan(
@@ -179,7 +180,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         spec = team.orchestrator
         prompt = planning_prompt(request.messages, spec.model, spec.max_tokens, spec.prompt)
         tool = plan_tool(settings.max_subtasks, list(team.workers.values()))
-        reservation = costs.reserve_planning(prompt, tool, objective)
+        reservation, prompt = costs.reserve_planning(prompt, tool, objective)
         usage: common_pb2.Usage | None = None
         timeout_s = phase_timeout_s(settings.planning_timeout, context)
         try:
@@ -187,7 +188,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             with deadline_in(timeout_s):
                 async with asyncio.timeout(timeout_s):
                     call = await self._planners[team.name].call_tool(prompt, tool)
-            usage = usage_message("orchestrator", call.usage)
+            usage = usage_message(
+                "orchestrator",
+                call.usage,
+                cap=OutputCap(prompt.max_tokens, spec.max_tokens),
+                stop_reason=call.stop_reason,
+            )
         except TimeoutError:
             raise PhaseFailed(
                 grpc.StatusCode.DEADLINE_EXCEEDED, f"planning timed out after {round(timeout_s, 2):g} s"
@@ -200,6 +206,10 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             raise PhaseFailed(code, f"planning failed: {message}") from None
         finally:
             costs.settle(reservation, usage)
+        if usage.hit_max_tokens:  # whatever the input holds was cut off: a part of a plan is no plan
+            plan = cut_plan(objective, prompt.max_tokens, usage.max_tokens_lowered_from)
+            logger.warning("plan cut short by its max_tokens, falling back", extra={"reason": plan.fallback_reason})
+            return plan, usage
         plan = plan_from_tool_input(call.input, objective, settings.max_subtasks, call.fallback_reason)
         if plan.fallback_reason != call.fallback_reason:  # the provider logs its own fallbacks, once
             logger.warning("plan rejected, falling back", extra={"reason": plan.fallback_reason})

@@ -1,7 +1,12 @@
-"""A run's cost cap in the orchestrator: what planning may cost, fitting the plan, and a reservation per call.
+"""A run's cost cap in the orchestrator: fitting the planner, the workers and the synthesis to it, and a
+reservation per call.
 
 Pure (no grpc). The worker and synthesizer check each call against the allotment reserved here with the
 prompt they really send (``agentmesh.cost_cap.fit_call``), so the constants below only need to be generous.
+
+Every agent's max_tokens is fitted: the planner gets the most that leaves one subtask and the synthesis room at
+their floors; after planning the workers and the synthesis share what is left at one output level (each at most
+its own max_tokens); when the synthesis' turn comes it gets all the cap has left, settled spend counted as spent.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from dataclasses import dataclass, field
 
 from agentmesh.cost_cap import (
     PER_MESSAGE_OVERHEAD_TOKENS,
+    PLANNER_OUTPUT_TOKENS_FLOOR,
     PROMPT_OVERHEAD_TOKENS,
     BudgetExceeded,
     Ledger,
@@ -20,16 +26,19 @@ from agentmesh.cost_cap import (
     input_tokens_bound,
     price_of,
     text_tokens_bound,
+    usd_rounded_up,
     worst_case_usd,
 )
 from agentmesh.llm.pricing import ModelPrice, PriceTable, cost_usd
 from agentmesh.llm.provider import Prompt, TokenUsage, Tool
 from agentmesh.v1 import common_pb2
 
-# The worker's and synthesizer's own instructions and labels (worker_svc/task.py, synthesizer_svc/prompt.py) fit
-# in these with room to spare.
-PROMPT_FRAME_BYTES = 1024
+# The labels the worker and synthesizer put around the texts (worker_svc/task.py, synthesizer_svc/prompt.py) fit in
+# these with room to spare; the agent's own system prompt is counted from its team file.
+LABEL_BYTES = 256
 PER_RESULT_BYTES = 256
+# An agent whose system prompt is not known here (a caller that gives none) is assumed to have one of up to this.
+UNKNOWN_PROMPT_BYTES = 768
 # Bytes assumed per token of an output not yet written, when the synthesis is planned; each call is bounded again
 # with the real bytes when it starts.
 OUTPUT_BYTES_PER_TOKEN = 6
@@ -40,6 +49,12 @@ class Agent:
     model: str
     price: ModelPrice
     max_tokens: int
+    # The UTF-8 bytes of the agent's own system prompt (its team file's body).
+    prompt_bytes: int = UNKNOWN_PROMPT_BYTES
+
+
+# An agent as the caller describes it: model, configured max_tokens, and (when known) its system prompt.
+AgentConfig = tuple[str, int] | tuple[str, int, str]
 
 
 @dataclass(frozen=True)
@@ -51,14 +66,21 @@ class Fit:
     synthesis_usd: float
 
 
-def worker_input_bound(objective: str, subtask: common_pb2.Subtask, dependency_bytes: int) -> int:
-    fixed = PROMPT_OVERHEAD_TOKENS + PER_MESSAGE_OVERHEAD_TOKENS + PROMPT_FRAME_BYTES
+def worker_input_bound(
+    objective: str, subtask: common_pb2.Subtask, dependency_bytes: int, prompt_bytes: int = UNKNOWN_PROMPT_BYTES
+) -> int:
+    fixed = PROMPT_OVERHEAD_TOKENS + PER_MESSAGE_OVERHEAD_TOKENS + LABEL_BYTES + prompt_bytes
     text = text_tokens_bound(objective, subtask.id, subtask.title, subtask.instruction)
     return fixed + text + dependency_bytes + PER_RESULT_BYTES * len(subtask.depends_on)
 
 
-def synthesis_input_bound(objective: str, subtasks: Sequence[common_pb2.Subtask], result_bytes: int) -> int:
-    fixed = PROMPT_OVERHEAD_TOKENS + PER_MESSAGE_OVERHEAD_TOKENS + PROMPT_FRAME_BYTES
+def synthesis_input_bound(
+    objective: str,
+    subtasks: Sequence[common_pb2.Subtask],
+    result_bytes: int,
+    prompt_bytes: int = UNKNOWN_PROMPT_BYTES,
+) -> int:
+    fixed = PROMPT_OVERHEAD_TOKENS + PER_MESSAGE_OVERHEAD_TOKENS + LABEL_BYTES + prompt_bytes
     labels = text_tokens_bound(objective, *(s.id + s.title for s in subtasks)) + PER_RESULT_BYTES * len(subtasks)
     return fixed + labels + result_bytes
 
@@ -76,9 +98,9 @@ def agent_for(workers: Workers, subtask: common_pb2.Subtask) -> Agent:
 def fit_plan(
     available: float, objective: str, subtasks: Sequence[common_pb2.Subtask], workers: Workers, synthesizer: Agent
 ) -> Fit:
-    """Holds the synthesis (its input counting every worker's worst-case output), then gives the workers the
-    most max_tokens the rest affords (each at most its own specialist's), leaving subtasks out from the end of the
-    plan while that is below the floor."""
+    """Gives the workers and the synthesis the most max_tokens the cap affords at one level (each at most its own,
+    the synthesis' input counting every worker's worst-case output), leaving subtasks out from the end of the plan
+    while that is below the floor. ``synthesis_usd`` holds the synthesis at that level until its turn comes."""
     included = list(subtasks)
     while included:
         line = _CostLine(objective, subtasks, included, workers, synthesizer)
@@ -88,8 +110,8 @@ def fit_plan(
             result_bytes = line.output_tokens(tokens) * OUTPUT_BYTES_PER_TOKEN
             synthesis = worst_case_usd(
                 synthesizer.price,
-                synthesis_input_bound(objective, subtasks, result_bytes),
-                synthesizer.max_tokens,
+                synthesis_input_bound(objective, subtasks, result_bytes, synthesizer.prompt_bytes),
+                min(tokens, synthesizer.max_tokens),
             )
             return Fit(tokens, [s.id for s in subtasks if s.id not in kept], synthesis)
         included = _without_last(included)
@@ -102,14 +124,15 @@ def fit_plan(
 def minimum_run_usd(
     objective: str, subtasks: Sequence[common_pb2.Subtask], workers: Workers, synthesizer: Agent
 ) -> float:
-    """The worst case of the first of ``subtasks`` with its worker at the floor, and the synthesis of them all."""
+    """The worst case of the first of ``subtasks`` with its worker at the floor, and the synthesis of them all at
+    its floor."""
     line = _CostLine(objective, subtasks, subtasks[:1], workers, synthesizer)
     return line.usd(line.floor)
 
 
 class _CostLine:
-    """The worst case of the workers and the synthesis when every worker may write ``tokens`` (at most its own
-    max_tokens): ``fixed + sum(per_token_i * min(tokens, max_i))``, in USD."""
+    """The worst case of the workers and the synthesis when each may write ``tokens`` (at most its own
+    max_tokens): ``fixed + sum(per_token_i * min(tokens, max_i))``, in USD; the synthesis is the last term."""
 
     def __init__(
         self,
@@ -122,22 +145,27 @@ class _CostLine:
         s = synthesizer.price
         agents = [agent_for(workers, sub) for sub in included]
         fixed = sum(
-            worst_case_usd(a.price, worker_input_bound(objective, sub, 0), 0)
+            worst_case_usd(a.price, worker_input_bound(objective, sub, 0, a.prompt_bytes), 0)
             for a, sub in zip(agents, included, strict=True)
         )
-        fixed += worst_case_usd(s, synthesis_input_bound(objective, subtasks, 0), synthesizer.max_tokens)
+        fixed += worst_case_usd(s, synthesis_input_bound(objective, subtasks, 0, synthesizer.prompt_bytes), 0)
         self.fixed = fixed
-        self.caps = [a.max_tokens for a in agents]
+        self.worker_caps = [a.max_tokens for a in agents]
+        self.caps = [*self.worker_caps, synthesizer.max_tokens]
         self.per_token = [
-            (len(sub.depends_on) * OUTPUT_BYTES_PER_TOKEN * a.price.input_per_mtok + a.price.output_per_mtok)
-            / 1_000_000
-            + OUTPUT_BYTES_PER_TOKEN * s.input_per_mtok / 1_000_000
-            for a, sub in zip(agents, included, strict=True)
+            *(
+                (len(sub.depends_on) * OUTPUT_BYTES_PER_TOKEN * a.price.input_per_mtok + a.price.output_per_mtok)
+                / 1_000_000
+                + OUTPUT_BYTES_PER_TOKEN * s.input_per_mtok / 1_000_000
+                for a, sub in zip(agents, included, strict=True)
+            ),
+            s.output_per_mtok / 1_000_000,
         ]
         self.floor = max(floor_tokens(cap) for cap in self.caps)
 
     def output_tokens(self, tokens: int) -> int:
-        return sum(min(tokens, cap) for cap in self.caps)
+        """What the workers may write in all at ``tokens`` each."""
+        return sum(min(tokens, cap) for cap in self.worker_caps)
 
     def usd(self, tokens: int) -> float:
         return self.fixed + sum(rate * min(tokens, cap) for rate, cap in zip(self.per_token, self.caps, strict=True))
@@ -183,17 +211,15 @@ class CostAllotter:
         cls,
         cap: float,
         prices: PriceTable,
-        worker: tuple[str, int],
-        synthesizer: tuple[str, int],
-        specialists: Mapping[str, tuple[str, int]] | None = None,
+        worker: AgentConfig,
+        synthesizer: AgentConfig,
+        specialists: Mapping[str, AgentConfig] | None = None,
     ) -> CostAllotter:
         """``worker`` is the team's first specialist. Raises ``Unpriced`` when capped and a model has no price:
         the cap could not be guaranteed."""
-        default, synthesis = (
-            Agent(model, _price(model, prices, cap), tokens) for model, tokens in (worker, synthesizer)
-        )
-        named = {name: Agent(m, _price(m, prices, cap), t) for name, (m, t) in (specialists or {}).items()}
-        most = max([worker[1], *(agent.max_tokens for agent in named.values())])
+        default, synthesis = _agent(worker, prices, cap), _agent(synthesizer, prices, cap)
+        named = {name: _agent(config, prices, cap) for name, config in (specialists or {}).items()}
+        most = max([default.max_tokens, *(agent.max_tokens for agent in named.values())])
         return cls(Ledger(cap), prices, default, synthesis, worker_tokens=most, specialists=named)
 
     def _by_agent(self) -> Mapping[str, Agent]:
@@ -204,20 +230,26 @@ class CostAllotter:
     def capped(self) -> bool:
         return self.ledger.capped
 
-    def reserve_planning(self, prompt: Prompt, tool: Tool, objective: str) -> Reservation:
-        """Before any model call: the planning call and the smallest run after it must both fit."""
+    def reserve_planning(self, prompt: Prompt, tool: Tool, objective: str) -> tuple[Reservation, Prompt]:
+        """Before any model call: the planning call with the most max_tokens that leaves one subtask and the
+        synthesis room at their floors; refused (naming the smallest cap accepted) when not even the floors fit."""
         if not self.capped:
-            return self.ledger.reserve(0.0)
+            return self.ledger.reserve(0.0), prompt
         price = price_of(prompt.model, self.prices)
-        planning = worst_case_usd(price, input_tokens_bound(prompt, tool), prompt.max_tokens)
+        input_tokens = input_tokens_bound(prompt, tool)
         one = [common_pb2.Subtask(id="t1", title="Answer the request", instruction=objective)]
         rest = minimum_run_usd(objective, one, self.worker, self.synthesizer)
-        if planning + rest > self.ledger.cap:
+        floor = floor_tokens(prompt.max_tokens, PLANNER_OUTPUT_TOKENS_FLOOR)
+        smallest = worst_case_usd(price, input_tokens, floor) + rest
+        if smallest > self.ledger.cap:
             raise BudgetExceeded(
-                f"max_cost_usd ${self.ledger.cap:.6f} is too small: planning alone may cost up to ${planning:.6f}, "
-                f"and one subtask with the synthesis up to ${rest:.6f} more (at least ${planning + rest:.6f} in all)"
+                f"max_cost_usd ${self.ledger.cap:.6f} is too small for any answer: planning, one subtask and the "
+                f"synthesis at their smallest max_tokens may cost up to ${smallest:.6f}; the smallest cap this "
+                f"request accepts is ${usd_rounded_up(smallest):.6f}"
             )
-        return self.ledger.reserve(planning)
+        tokens = max(floor, affordable_tokens(price, input_tokens, self.ledger.cap - rest, prompt.max_tokens))
+        fitted = Prompt(model=prompt.model, system=prompt.system, messages=prompt.messages, max_tokens=tokens)
+        return self.ledger.reserve(worst_case_usd(price, input_tokens, tokens)), fitted
 
     def fit(self, objective: str, subtasks: Sequence[common_pb2.Subtask]) -> dict[str, str]:
         """Holds the synthesis, sets the workers' max_tokens; returns the subtasks left out, with the reason."""
@@ -237,8 +269,8 @@ class CostAllotter:
         if not self.capped:
             return self.ledger.reserve(0.0), 0
         dependency_bytes = text_tokens_bound(*(dep.output for dep in deps))
-        input_tokens = worker_input_bound(objective, subtask, dependency_bytes)
         agent = agent_for(self._by_agent(), subtask)
+        input_tokens = worker_input_bound(objective, subtask, dependency_bytes, agent.prompt_bytes)
         price = agent.price
         wanted = min(self.worker_tokens, agent.max_tokens)
         tokens = affordable_tokens(price, input_tokens, self.ledger.available, wanted)
@@ -265,6 +297,12 @@ class CostAllotter:
             cache_read_input_tokens=usage.cache_read_input_tokens,
         )
         reservation.settle(cost_usd(tokens, self.prices))
+
+
+def _agent(config: AgentConfig, prices: PriceTable, cap: float) -> Agent:
+    model, tokens = config[0], config[1]
+    prompt_bytes = text_tokens_bound(config[2]) if len(config) == 3 else UNKNOWN_PROMPT_BYTES
+    return Agent(model, _price(model, prices, cap), tokens, prompt_bytes)
 
 
 def _price(model: str, prices: PriceTable, cap: float) -> ModelPrice:

@@ -19,7 +19,7 @@ from agentmesh.llm.provider import StreamDone, TextDelta
 from agentmesh.read_ahead import read_ahead
 from agentmesh.teams.providers import TeamProviders
 from agentmesh.teams.spec import Teams
-from agentmesh.usage import usage_message
+from agentmesh.usage import OutputCap, usage_message
 from agentmesh.v1 import synthesizer_pb2, synthesizer_pb2_grpc
 from synthesizer_svc.prompt import build_prompt
 from synthesizer_svc.settings import SynthesizerSettings
@@ -43,19 +43,22 @@ class SynthesizerServicer(synthesizer_pb2_grpc.SynthesizerServicer):
         if team is None:
             raise NotFound(f"no team {request.team!r} in TEAMS_DIR (teams: {', '.join(self._teams.by_name)})")
         prompt = build_prompt(request, team.synthesizer)
+        wanted = prompt.max_tokens
         if request.max_cost_usd > 0:
+            # What the run's cap has left when the synthesis' turn comes: the answer may be shorter than configured.
             prompt = fit_call(prompt, self._prices, request.max_cost_usd)
+        cap = OutputCap(prompt.max_tokens, wanted)
         started = time.monotonic()
         async with contextlib.aclosing(read_ahead(self._providers[team.name].stream(prompt))) as batches:
             async for items in batches:
                 if text := "".join(item.text for item in items if isinstance(item, TextDelta)):
                     yield synthesizer_pb2.SynthesizeChunk(text_delta=text)
                 for done in (item for item in items if isinstance(item, StreamDone)):
-                    yield _usage_chunk(done, request, started)
+                    yield _usage_chunk(done, request, cap, started)
 
 
 def _usage_chunk(
-    done: StreamDone, request: synthesizer_pb2.SynthesizeRequest, started: float
+    done: StreamDone, request: synthesizer_pb2.SynthesizeRequest, cap: OutputCap, started: float
 ) -> synthesizer_pb2.SynthesizeChunk:
     logger.info(
         "synthesis done",
@@ -66,4 +69,4 @@ def _usage_chunk(
             "failed": sum(1 for r in request.results if r.error),
         },
     )
-    return synthesizer_pb2.SynthesizeChunk(usage=usage_message("synthesizer", done.usage))
+    return synthesizer_pb2.SynthesizeChunk(usage=usage_message("synthesizer", done.usage, "", cap, done.stop_reason))

@@ -10,7 +10,7 @@ import grpc
 from agentmesh import metrics
 from agentmesh.cost_cap import fit_call
 from agentmesh.llm.metered import outcome_of
-from agentmesh.usage import usage_message
+from agentmesh.usage import OutputCap, usage_message
 from agentmesh.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from worker_svc.agents import Specialists
 from worker_svc.settings import WorkerSettings
@@ -59,7 +59,13 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
             result=common_pb2.SubtaskResult(
                 subtask_id=request.subtask.id,
                 output=completion.text,
-                usage=usage_message("worker", completion.usage, spec.name),
+                usage=usage_message(
+                    "worker",
+                    completion.usage,
+                    spec.name,
+                    OutputCap(prompt.max_tokens, spec.max_tokens),
+                    completion.stop_reason,
+                ),
                 duration_ms=duration_ms,
             )
         )

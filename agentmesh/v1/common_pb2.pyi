@@ -73,6 +73,9 @@ class Usage(_message.Message):
     PRICED_FIELD_NUMBER: _builtins.int
     CALLS_FIELD_NUMBER: _builtins.int
     SPECIALIST_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_LOWERED_FROM_FIELD_NUMBER: _builtins.int
+    HIT_MAX_TOKENS_FIELD_NUMBER: _builtins.int
     agent: _builtins.str
     """Which agent made the calls: "orchestrator", "worker" or "synthesizer"."""
     model: _builtins.str
@@ -95,6 +98,14 @@ class Usage(_message.Message):
     """The worker specialist that made the calls (a file name in the team's workers/, e.g. "researcher");
     empty for the orchestrator and the synthesizer.
     """
+    max_tokens: _builtins.int
+    """The max_tokens the call was given (the largest, when these counts add up several calls)."""
+    max_tokens_lowered_from: _builtins.int
+    """The configured max_tokens the call was lowered from to fit the request's cost cap
+    (the largest, over several calls); 0 when no call was lowered.
+    """
+    hit_max_tokens: _builtins.bool
+    """True when a call stopped because it reached its max_tokens (the answer or plan was cut short there)."""
     def __init__(
         self,
         *,
@@ -108,10 +119,13 @@ class Usage(_message.Message):
         priced: _builtins.bool = ...,
         calls: _builtins.int = ...,
         specialist: _builtins.str = ...,
+        max_tokens: _builtins.int = ...,
+        max_tokens_lowered_from: _builtins.int = ...,
+        hit_max_tokens: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "calls", b"calls", "cost_usd", b"cost_usd", "input_tokens", b"input_tokens", "model", b"model", "output_tokens", b"output_tokens", "priced", b"priced", "specialist", b"specialist"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "cache_creation_input_tokens", b"cache_creation_input_tokens", "cache_read_input_tokens", b"cache_read_input_tokens", "calls", b"calls", "cost_usd", b"cost_usd", "hit_max_tokens", b"hit_max_tokens", "input_tokens", b"input_tokens", "max_tokens", b"max_tokens", "max_tokens_lowered_from", b"max_tokens_lowered_from", "model", b"model", "output_tokens", b"output_tokens", "priced", b"priced", "specialist", b"specialist"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

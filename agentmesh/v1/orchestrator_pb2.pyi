@@ -119,7 +119,7 @@ class Plan(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     REPAIRS_FIELD_NUMBER: _builtins.int
     fallback: _builtins.bool
-    """True when the model's plan was unusable and the request runs as one subtask."""
+    """True when the model's plan was unusable (or cut short by its max_tokens) and the request runs as one subtask."""
     fallback_reason: _builtins.str
     """Why the fallback was taken; empty when fallback is false."""
     @_builtins.property

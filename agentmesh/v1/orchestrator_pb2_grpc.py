@@ -51,7 +51,8 @@ class OrchestratorServicer:
         then streams the synthesizer's answer. Events arrive in this order: one plan,
         subtask_started/subtask_finished as work progresses, text_delta pieces, one usage last.
         Failures end the stream with a gRPC status whose message names the failed phase;
-        FAILED_PRECONDITION, before any model call, when max_cost_usd cannot cover the run (or a model has no price).
+        FAILED_PRECONDITION, before any model call, when max_cost_usd cannot cover even the planning, one subtask and
+        the synthesis at their smallest max_tokens (the message names the smallest cap accepted), or a model has no price.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -38,7 +38,8 @@ class OrchestratorStub:
     then streams the synthesizer's answer. Events arrive in this order: one plan,
     subtask_started/subtask_finished as work progresses, text_delta pieces, one usage last.
     Failures end the stream with a gRPC status whose message names the failed phase;
-    FAILED_PRECONDITION, before any model call, when max_cost_usd cannot cover the run (or a model has no price).
+    FAILED_PRECONDITION, before any model call, when max_cost_usd cannot cover even the planning, one subtask and
+    the synthesis at their smallest max_tokens (the message names the smallest cap accepted), or a model has no price.
     """
 
 @_typing.type_check_only
@@ -51,7 +52,8 @@ class OrchestratorAsyncStub(OrchestratorStub):
     then streams the synthesizer's answer. Events arrive in this order: one plan,
     subtask_started/subtask_finished as work progresses, text_delta pieces, one usage last.
     Failures end the stream with a gRPC status whose message names the failed phase;
-    FAILED_PRECONDITION, before any model call, when max_cost_usd cannot cover the run (or a model has no price).
+    FAILED_PRECONDITION, before any model call, when max_cost_usd cannot cover even the planning, one subtask and
+    the synthesis at their smallest max_tokens (the message names the smallest cap accepted), or a model has no price.
     """
 
 class OrchestratorServicer(metaclass=_abc_1.ABCMeta):
@@ -67,7 +69,8 @@ class OrchestratorServicer(metaclass=_abc_1.ABCMeta):
         then streams the synthesizer's answer. Events arrive in this order: one plan,
         subtask_started/subtask_finished as work progresses, text_delta pieces, one usage last.
         Failures end the stream with a gRPC status whose message names the failed phase;
-        FAILED_PRECONDITION, before any model call, when max_cost_usd cannot cover the run (or a model has no price).
+        FAILED_PRECONDITION, before any model call, when max_cost_usd cannot cover even the planning, one subtask and
+        the synthesis at their smallest max_tokens (the message names the smallest cap accepted), or a model has no price.
         """
 
 def add_OrchestratorServicer_to_server(servicer: OrchestratorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -6,6 +6,7 @@ import pytest
 
 from agentmesh.cost_cap import (
     OUTPUT_TOKENS_FLOOR,
+    PLANNER_OUTPUT_TOKENS_FLOOR,
     BudgetExceeded,
     Ledger,
     Unpriced,
@@ -102,8 +103,28 @@ def test_a_capped_run_needs_priced_models_and_room_to_plan() -> None:
     with pytest.raises(Unpriced, match="'mystery' has no price"):
         CostAllotter.create(1.0, PRICES, worker=("mystery", 100), synthesizer=("small", 100))
     CostAllotter.create(0.0, PRICES, worker=("mystery", 100), synthesizer=("small", 100))  # no cap: nothing to price
-    costs = CostAllotter.create(0.01, PRICES, worker=("small", 1000), synthesizer=("small", 1000))
+    costs = CostAllotter.create(0.001, PRICES, worker=("small", 1000), synthesizer=("small", 1000))
     tool = Tool(name="plan", description="submit", input_schema={"type": "object"})
-    with pytest.raises(BudgetExceeded, match=r"planning alone may cost up to \$0.0"):
-        costs.reserve_planning(_prompt("question", max_tokens=2000, model="big"), tool, "question")
+    planning = _prompt("question", max_tokens=2000, model="big")
+    with pytest.raises(BudgetExceeded, match=r"the smallest cap this request accepts is \$0.00") as refused:
+        costs.reserve_planning(planning, tool, "question")
     assert costs.ledger.reserved == 0  # refused before anything was held
+    smallest = float(str(refused.value).rsplit("$", 1)[1])
+    accepted = CostAllotter.create(smallest, PRICES, worker=("small", 1000), synthesizer=("small", 1000))
+    _, fitted = accepted.reserve_planning(planning, tool, "question")
+    assert fitted.max_tokens == PLANNER_OUTPUT_TOKENS_FLOOR
+
+
+def test_the_planner_gets_the_max_tokens_that_leave_one_subtask_and_the_synthesis_their_floors() -> None:
+    tool = Tool(name="plan", description="submit", input_schema={"type": "object"})
+    planning = _prompt("question", max_tokens=2000, model="big")
+    roomy = CostAllotter.create(1.0, PRICES, worker=("small", 1000), synthesizer=("small", 1000))
+    assert roomy.reserve_planning(planning, tool, "question")[1].max_tokens == 2000
+    tight = CostAllotter.create(0.01, PRICES, worker=("small", 1000), synthesizer=("small", 1000))
+    held, fitted = tight.reserve_planning(planning, tool, "question")
+    assert PLANNER_OUTPUT_TOKENS_FLOOR < fitted.max_tokens < 2000
+    one = [common_pb2.Subtask(id="t1", title="Answer the request", instruction="question")]
+    rest = minimum_run_usd("question", one, tight.worker, tight.synthesizer)
+    assert held.amount + rest <= 0.01
+    one_more = worst_case_usd(PRICES["big"], input_tokens_bound(planning, tool), fitted.max_tokens + 1)
+    assert one_more + rest > 0.01  # the most that leaves the rest its floors
