@@ -42,7 +42,7 @@ from gateway.runs import inspector
 from gateway.runs import router as runs
 from gateway.runs.history import RunHistory
 from gateway.settings import GatewaySettings
-from gateway.spend.control import REMAINING_USD_HEADER, SpendControl
+from gateway.spend.control import LOWERED_HEADER, REMAINING_USD_HEADER, SpendControl
 from gateway.spend.store import spend_store
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ CORS_EXPOSED_HEADERS = [
     "X-RateLimit-Remaining",
     "X-RateLimit-Reset",
     REMAINING_USD_HEADER,
+    LOWERED_HEADER,
 ]
 
 

@@ -125,13 +125,21 @@ class AgentUsage(BaseModel):
     cache_read_input_tokens: int
     cost_usd: float | None = Field(description="null when the model has no price")
     calls: int
+    max_tokens: int | None = Field(
+        default=None, description="the max_tokens its calls were given (the largest); absent when not known"
+    )
+    max_tokens_lowered_from: int | None = Field(
+        default=None,
+        description="the configured max_tokens it was lowered from to fit the cost cap; absent when not lowered",
+    )
 
     @model_serializer(mode="wrap")
-    def _without_empty_specialist(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
-        """Rows of the orchestrator and synthesizer stay as they were before specialists existed."""
+    def _without_empty_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        """Rows stay as they were before specialists and fitted caps existed when those do not apply."""
         data: dict[str, object] = handler(self)
-        if data.get("specialist") is None:
-            data.pop("specialist", None)
+        for name in ("specialist", "max_tokens", "max_tokens_lowered_from"):
+            if data.get(name) is None:
+                data.pop(name, None)
         return data
 
 

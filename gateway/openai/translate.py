@@ -94,10 +94,19 @@ def usage_object(
                 cache_read_input_tokens=usage.cache_read_input_tokens,
                 cost_usd=usage.cost_usd if usage.priced else None,
                 calls=usage.calls,
+                max_tokens=usage.max_tokens or None,
+                max_tokens_lowered_from=usage.max_tokens_lowered_from or None,
             )
             for usage in summary.by_agent
         ],
     )
+
+
+def finish_reason(summary: orchestrator_pb2.UsageSummary | None) -> str:
+    """``length`` when the synthesizer's answer stopped at its max_tokens (lowered to fit a cost cap, or asked
+    for), else ``stop``."""
+    cut = summary is not None and any(u.agent == "synthesizer" and u.hit_max_tokens for u in summary.by_agent)
+    return "length" if cut else "stop"
 
 
 @dataclass
@@ -188,7 +197,7 @@ class ChunkStream:
         return [self._chunk({"reasoning_content": text, "reasoning": text})]
 
     def finish(self) -> list[dict[str, Any]]:
-        chunks = [self._chunk({}, finish_reason="stop")]
+        chunks = [self._chunk({}, finish_reason=finish_reason(self.usage))]
         if self.include_usage:
             chunks.append({**self._base(), "choices": [], "usage": usage_object(self.usage, self.failed).model_dump()})
         return chunks
@@ -232,6 +241,6 @@ def completion(
         id=completion_id,
         created=created,
         model=model,
-        choices=[Choice(index=0, message=message, finish_reason="stop")],
+        choices=[Choice(index=0, message=message, finish_reason=finish_reason(usage))],
         usage=usage_object(usage, failed),
     )

@@ -17,12 +17,14 @@ from agentmesh.cost_cap import SPENT_TRAILER
 from agentmesh.v1 import orchestrator_pb2
 from gateway.edge.identity import subject_key
 from gateway.openai.errors import ApiError, rpc_error, service_unavailable
+from gateway.openai.protocol import CompletionUsage
 from gateway.orchestrator_client import OrchestratorCall
 from gateway.spend.store import Hold, SpendStore, SpendStoreUnavailable
 
 logger = logging.getLogger(__name__)
 
 REMAINING_USD_HEADER = "X-Budget-Remaining-USD"
+LOWERED_HEADER = "X-Max-Tokens-Lowered"
 
 
 @dataclass
@@ -40,6 +42,18 @@ class Grant:
             return {}
         left = self.hold.left_usd + (self.hold.reserved_usd - cost if cost is not None else 0.0)
         return {REMAINING_USD_HEADER: f"{max(0.0, left):.6f}"}
+
+
+def lowered_headers(usage: CompletionUsage) -> dict[str, str]:
+    """Which agents' max_tokens the cost cap lowered, e.g. ``orchestrator 2048->91, worker/generalist 2048->600``
+    (configured -> given); no header when none was."""
+    lowered = [
+        f"{agent.agent}{'/' + agent.specialist if agent.specialist else ''} "
+        f"{agent.max_tokens_lowered_from}->{agent.max_tokens}"
+        for agent in usage.agents
+        if agent.max_tokens_lowered_from
+    ]
+    return {LOWERED_HEADER: ", ".join(lowered)} if lowered else {}
 
 
 class SpendControl:

@@ -33,7 +33,9 @@ async def _run(mesh: Mesh, cap: float, text: str = "Describe Paris") -> list[orc
         return [event async for event in orchestrator_pb2_grpc.OrchestratorStub(channel).Run(request, timeout=30)]
 
 
-@pytest.mark.parametrize(("cap", "says"), [(0.0001, "planning alone may cost"), (-1.0, "max_cost_usd must be")])
+@pytest.mark.parametrize(
+    ("cap", "says"), [(0.0001, "the smallest cap this request accepts is $"), (-1.0, "max_cost_usd must be")]
+)
 async def test_a_cap_that_cannot_cover_the_run_is_refused_before_any_model_call(
     mesh: Mesh, fake_anthropic: FakeAnthropic, cap: float, says: str
 ) -> None:

@@ -15,8 +15,9 @@ scripted over HTTP as ``tests.support.fake_api`` describes; ``spawn_fake_anthrop
 
 Default answers are deterministic: a forced ``plan`` tool gets one subtask per non-empty line of the last user
 message (ids t1..tN, no dependencies); plain text gets ``"fake answer: "`` + the first 80 characters of the last
-user message. Usage: input = chars of system + messages // 4 + 1, output = chars of the answer // 4 + 1; a text
-answer longer than the request's ``max_tokens`` is cut there (stop_reason ``max_tokens``), as the real API does.
+user message. Usage: input = chars of system + messages // 4 + 1, output = chars of the answer // 4 + 1; an answer
+longer than the request's ``max_tokens`` is cut there (stop_reason ``max_tokens``, output_tokens = max_tokens), as the
+real API does: a text where the tokens ran out, a tool call with the fields (and list items) it finished writing.
 """
 
 from __future__ import annotations
@@ -146,6 +147,12 @@ def _answer(body: Mapping[str, Any], behaviour: Behaviour) -> _Answer:
         default_input = default_tool_input(tool, asked)
         answer.tool_input = behaviour.tool_input if behaviour.tool_input is not None else default_input
         out_chars = len(json.dumps(answer.tool_input))
+        if out_chars // 4 + 1 > body["max_tokens"]:
+            answer.tool_input, answer.stop_reason = (
+                _written(answer.tool_input, 4 * body["max_tokens"] - 1),
+                "max_tokens",
+            )
+            out_chars = 4 * body["max_tokens"] - 1
     else:
         answer.text = default_text(asked, behaviour)
         answer.stop_reason = "refusal" if tool else "end_turn"
@@ -160,6 +167,23 @@ def _answer(body: Mapping[str, Any], behaviour: Behaviour) -> _Answer:
         "cache_read_input_tokens": behaviour.cache_read_input_tokens,
     }
     return answer
+
+
+def _written(tool_input: dict[str, Any], chars: int) -> dict[str, Any]:
+    """What a tool call cut after ``chars`` characters of its JSON holds: the fields, and the items of a list
+    field, that were written in full."""
+    written: dict[str, Any] = {}
+    for key, value in tool_input.items():
+        if len(json.dumps({**written, key: value})) <= chars:
+            written[key] = value
+            continue
+        if isinstance(value, list):
+            items: list[Any] = []
+            while len(items) < len(value) and len(json.dumps({**written, key: [*items, value[len(items)]]})) <= chars:
+                items.append(value[len(items)])
+            written[key] = items
+        break
+    return written
 
 
 def _content_block(answer: _Answer, message_id: str, *, empty: bool = False) -> dict[str, Any]:

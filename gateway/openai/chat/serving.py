@@ -33,7 +33,7 @@ from gateway.runs.history import RunHistory
 from gateway.runs.log import finish_run
 from gateway.runs.record import RunRecord
 from gateway.settings import GatewaySettings
-from gateway.spend.control import Grant, SettlingCall, SpendControl
+from gateway.spend.control import Grant, SettlingCall, SpendControl, lowered_headers
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -99,7 +99,8 @@ class ChatServing:
             return sse.EventStreamResponse(self._relay(stream, first, chunks, record, subject, grant), grant.headers())
         finish_run(record, subject, "ok")
         result = translate.completion(completion_id, created, body.model, events, self._show_progress)
-        return JSONResponse(result.model_dump(), headers=grant.headers(stream.cost))
+        headers = {**grant.headers(stream.cost), **lowered_headers(result.usage)}
+        return JSONResponse(result.model_dump(), headers=headers)
 
     def outcome_of(self, exc: BaseException, grant: Grant, *, streaming: bool) -> Outcome:
         """What ended a run early, for both paths. Before the first byte, a refused cost cap is read against the

@@ -243,17 +243,26 @@
     $("plan").replaceChildren(...items);
   }
 
+  // The max_tokens an agent's calls were given, and the configured one when the cost cap lowered it.
+  function maxTokens(agent) {
+    if (!agent.max_tokens) return "—";
+    if (!agent.max_tokens_lowered_from) return String(agent.max_tokens);
+    return `${agent.max_tokens} (lowered from ${agent.max_tokens_lowered_from} to fit the cost cap)`;
+  }
+
   function drawUsage(run) {
     const usage = run.usage;
     const rows = (usage ? usage.agents : []).map((agent) => {
       const row = el("tr", { "data-agent": agent.agent });
       if (agent.specialist) row.dataset.specialist = agent.specialist;
+      if (agent.max_tokens_lowered_from) row.dataset.lowered = "";
       row.append(
         el("td", {}, agent.specialist ? `${agent.agent} · ${agent.specialist}` : agent.agent),
         el("td", {}, agent.model),
         el("td", { class: "number" }, String(agent.calls)),
         el("td", { class: "number" }, String(agent.input_tokens + agent.cache_creation_input_tokens + agent.cache_read_input_tokens)),
         el("td", { class: "number" }, String(agent.output_tokens)),
+        el("td", { class: "number max-tokens" }, maxTokens(agent)),
         el("td", { class: "number" }, usd(agent.cost_usd)),
       );
       return row;
@@ -265,6 +274,7 @@
         el("th", { colspan: "3" }, "total"),
         el("td", { class: "number" }, String(usage.prompt_tokens)),
         el("td", { class: "number" }, String(usage.completion_tokens)),
+        el("td", {}, ""),
         el("td", { class: "number" }, usd(usage.cost_usd)),
       );
     }
