@@ -84,9 +84,10 @@ def floor_tokens(configured_max: int, floor: int = OUTPUT_TOKENS_FLOOR) -> int:
 
 
 def usd_rounded_up(amount: float) -> float:
-    """``amount`` rounded up to the millionth of a dollar (and a hair above it): a cap of that value, as printed
-    with six decimals, is never below ``amount``."""
-    return math.ceil(amount * 1_000_000 * (1 + 1e-9)) / 1_000_000
+    """The least millionth of a dollar not below ``amount``: a cap of that value, printed with six decimals, covers
+    it, and one of a millionth less does not."""
+    rounded = math.ceil(amount * 1_000_000) / 1_000_000
+    return rounded if rounded >= amount else rounded + 1e-6
 
 
 def fit_call(prompt: Prompt, prices: PriceTable, allotment_usd: float, tool: Tool | None = None) -> Prompt:

@@ -133,7 +133,7 @@ def test_a_fanout_capped_at_half_its_cost_is_answered_within_the_cap(
 
 
 def test_a_tight_cap_leaves_subtasks_out_and_says_so(mesh: ProcessMesh, fake: FakeAnthropicProcess) -> None:
-    cap = 0.05
+    cap = 0.02
     with httpx.stream(
         "POST",
         f"{mesh.base_url}/v1/chat/completions",
@@ -167,8 +167,26 @@ def test_a_cap_too_small_to_plan_is_a_400_before_any_model_call(mesh: ProcessMes
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["param"] == "max_cost_usd"
-    assert "planning alone may cost up to $" in error["message"]
+    assert "the smallest cap this request accepts is $" in error["message"]
     assert fake.requests() == []
+
+
+def test_the_smallest_cap_accepted_plans_at_the_floor_and_falls_back_visibly(
+    mesh: ProcessMesh, fake: FakeAnthropicProcess
+) -> None:
+    refused = chat(mesh.base_url, "smallest-cap", mesh.jwt_secret, max_cost_usd=0.0001)
+    smallest = float(refused.json()["error"]["message"].rsplit("$", 1)[1])
+    response = chat(mesh.base_url, "smallest-cap", mesh.jwt_secret, max_cost_usd=smallest)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    upstream = fake.requests()
+    (planning,) = [r for r in upstream if agent_of(r) == "orchestrator"]
+    assert planning["body"]["max_tokens"] == 64  # six subtasks do not fit in the planner's floor
+    progress = answer["choices"][0]["message"]["reasoning_content"]
+    assert "Plan: 1 subtask (fallback: the plan was cut short by its max_tokens of 64 (lowered from 300" in progress
+    assert answer["choices"][0]["message"]["content"]
+    assert answer["usage"]["cost_usd"] <= smallest
+    assert_never_over(upstream, smallest)
 
 
 @pytest.mark.parametrize("cap", [-0.5, 0, "0.5", True])
