@@ -12,12 +12,16 @@ from typing import Any
 import httpx
 import pytest
 
+from playwright.sync_api import expect
+
 from tests.e2e.conftest import mint_token
+from tests.support.browser import chromium
 from tests.support.fake_anthropic import FakeAnthropicProcess, agent_of, spawn_fake_anthropic
 from tests.support.processes import ProcessMesh, process_mesh
 from tests.support.spend_audit import assert_never_over, call_cost
 
-pytestmark = pytest.mark.e2e
+# Generous: the inspector's test runs a browser, and five processes and other suites share two cores.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 API_KEY = "sk-ant-cost-caps-e2e-key-0123456789"
 FANOUT = "\n".join(f"Describe {city}" for city in ("Paris", "Rome", "Berlin", "Madrid", "Vienna", "Lisbon"))
@@ -144,3 +148,24 @@ def test_a_cap_below_the_floors_names_the_smallest_cap_accepted_and_that_cap_is_
     just_below = chat(mesh, "Say hi", max_cost_usd=round(smallest - 0.000001, 6))
     assert just_below.status_code == 400, just_below.text
     assert fake.requests() == []
+
+
+def test_the_inspector_shows_which_max_tokens_the_cap_lowered(mesh: ProcessMesh, fake: FakeAnthropicProcess) -> None:
+    response = chat(mesh, "Say hi", max_cost_usd=0.01)
+    assert response.status_code == 200, response.text
+    run_id, rows = response.json()["id"], agents(response.json())
+    expect.set_options(timeout=20_000)
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(f"{mesh.base_url}/inspect")
+        page.fill("#token", mint_token(mesh.jwt_secret, subject="cost-caps"))
+        page.click("#token-form button[type=submit]")
+        page.click(f'#runs tr[data-run-id="{run_id}"]')
+        expect(page.locator("#run-title")).to_have_text(run_id)
+        expect(page.locator("#usage tbody tr[data-lowered]")).to_have_count(3)
+        cells = page.locator("#usage tbody tr td.max-tokens").all_text_contents()
+        page.close()
+    assert cells == [
+        f"{rows[agent]['max_tokens']} (lowered from {configured} to fit the cost cap)"
+        for agent, configured in (("orchestrator", 2048), ("worker", 2048), ("synthesizer", 4096))
+    ]
