@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import mint_token

@@ -12,6 +12,7 @@ from agentmesh.cost_cap import (
     Unpriced,
     fit_call,
     input_tokens_bound,
+    usd_rounded_up,
     worst_case_usd,
 )
 from agentmesh.llm.pricing import ModelPrice
@@ -128,3 +129,10 @@ def test_the_planner_gets_the_max_tokens_that_leave_one_subtask_and_the_synthesi
     assert held.amount + rest <= 0.01
     one_more = worst_case_usd(PRICES["big"], input_tokens_bound(planning, tool), fitted.max_tokens + 1)
     assert one_more + rest > 0.01  # the most that leaves the rest its floors
+
+
+@pytest.mark.parametrize("amount", [0.0095851, 0.009585, 0.1 + 0.2, 1e-7, 0.0160461])
+def test_the_smallest_cap_named_covers_the_amount_and_a_millionth_less_does_not(amount: float) -> None:
+    named = float(f"{usd_rounded_up(amount):.6f}")
+    assert named >= amount
+    assert float(f"{named - 1e-6:.6f}") < amount  # the next cap down, as a client would write it

@@ -9,6 +9,7 @@ import pytest
 from agentmesh.v1 import common_pb2, orchestrator_pb2
 from gateway.openai.protocol import ChatCompletionRequest, InvalidRequest
 from gateway.openai.translate import ChunkStream, completion, to_run_request, usage_object
+from gateway.spend.control import lowered_headers
 
 
 def _request(**fields: Any) -> ChatCompletionRequest:
@@ -193,3 +194,40 @@ class TestCompletion:
     def test_no_reasoning_when_progress_is_off(self) -> None:
         result = completion("chatcmpl-r1", 1, "agentmesh", RUN, show_progress=False)
         assert result.choices[0].message.reasoning_content is None
+
+
+def _fitted(*, answer_cut: bool) -> orchestrator_pb2.RunEvent:
+    by_agent = [
+        common_pb2.Usage(agent="orchestrator", model="m-big", max_tokens=91, max_tokens_lowered_from=2048),
+        common_pb2.Usage(agent="worker", specialist="generalist", model="m-small", max_tokens=2048),
+        common_pb2.Usage(agent="synthesizer", model="m-small", max_tokens=900, max_tokens_lowered_from=4096,
+                         hit_max_tokens=answer_cut),
+    ]  # fmt: skip
+    return orchestrator_pb2.RunEvent(usage=orchestrator_pb2.UsageSummary(by_agent=by_agent))
+
+
+class TestFittedCaps:
+    def test_an_answer_cut_at_its_max_tokens_finishes_with_length(self) -> None:
+        for cut, reason in ((True, "length"), (False, "stop")):
+            stream = _stream(include_usage=True)
+            stream.on_event(_fitted(answer_cut=cut))
+            assert stream.finish()[0]["choices"][0]["finish_reason"] == reason
+            result = completion("chatcmpl-r1", 1, "agentmesh", [_fitted(answer_cut=cut)], False)
+            assert result.choices[0].finish_reason == reason
+
+    def test_a_plan_cut_short_is_not_the_answer_cut_short(self) -> None:
+        event = _fitted(answer_cut=False)
+        event.usage.by_agent[0].hit_max_tokens = True
+        assert completion("chatcmpl-r1", 1, "agentmesh", [event], False).choices[0].finish_reason == "stop"
+
+    def test_the_usage_says_per_agent_which_max_tokens_were_lowered(self) -> None:
+        usage = usage_object(_fitted(answer_cut=False).usage)
+        rows = [row.model_dump() for row in usage.agents]
+        assert [(r["agent"], r["max_tokens"], r.get("max_tokens_lowered_from")) for r in rows] == [
+            ("orchestrator", 91, 2048),
+            ("worker", 2048, None),
+            ("synthesizer", 900, 4096),
+        ]
+        assert "max_tokens_lowered_from" not in rows[1]  # absent, not null, when not lowered
+        assert lowered_headers(usage) == {"X-Max-Tokens-Lowered": "orchestrator 2048->91, synthesizer 4096->900"}
+        assert lowered_headers(usage_object(_usage().usage)) == {}

@@ -8,7 +8,7 @@ import pytest
 
 from agentmesh.llm.pricing import cost_usd, price_for
 from agentmesh.llm.provider import TokenUsage
-from agentmesh.usage import summarize, usage_message
+from agentmesh.usage import OutputCap, summarize, usage_message
 
 
 def _priced(model: str, **tokens: int) -> TokenUsage:
@@ -65,3 +65,14 @@ def test_summary_merges_per_agent_and_model_in_pipeline_order() -> None:
     assert summary.output_tokens == 50 + 1 + 2 + 3
     assert summary.cost_usd == pytest.approx(sum(u.cost_usd for u in usages))
     assert summary.fully_priced
+
+
+def test_a_usage_says_what_max_tokens_it_had_what_it_was_lowered_from_and_whether_it_ran_into_it() -> None:
+    haiku = "claude-haiku-4-5-20251001"
+    lowered = usage_message("worker", _priced(haiku), "w", OutputCap(300, 2048), "max_tokens")
+    assert (lowered.max_tokens, lowered.max_tokens_lowered_from, lowered.hit_max_tokens) == (300, 2048, True)
+    kept = usage_message("worker", _priced(haiku), "w", OutputCap(2048, 2048), "end_turn")
+    assert (kept.max_tokens, kept.max_tokens_lowered_from, kept.hit_max_tokens) == (2048, 0, False)
+    assert usage_message("worker", _priced(haiku), stop_reason="length").hit_max_tokens  # OpenAI's word for it
+    (merged,) = summarize([lowered, kept]).by_agent
+    assert (merged.max_tokens, merged.max_tokens_lowered_from, merged.hit_max_tokens) == (2048, 2048, True)
