@@ -93,7 +93,10 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         if plan.repairs:
             logger.warning("plan routing repaired", extra={"team": team.name, "repairs": list(plan.repairs)})
         usages = [plan_usage] if plan_usage is not None else []
-        left_out = costs.fit(objective, plan.subtasks)
+        fitted, left_out = costs.fit_or_fall_back(objective, plan)
+        if fitted is not plan:
+            logger.warning("plan does not fit the cost cap, falling back", extra={"reason": fitted.fallback_reason})
+            plan = route(fitted, list(team.workers))
         plan_event = orchestrator_pb2.RunEvent(
             plan=orchestrator_pb2.Plan(
                 subtasks=plan.subtasks,

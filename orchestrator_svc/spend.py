@@ -32,6 +32,7 @@ from agentmesh.cost_cap import (
 from agentmesh.llm.pricing import ModelPrice, PriceTable, cost_usd
 from agentmesh.llm.provider import Prompt, TokenUsage, Tool
 from agentmesh.v1 import common_pb2
+from orchestrator_svc.planner import Plan, fallback_plan
 
 # The labels the worker and synthesizer put around the texts (worker_svc/task.py, synthesizer_svc/prompt.py) fit in
 # these with room to spare; the agent's own system prompt is counted from its team file.
@@ -261,6 +262,15 @@ class CostAllotter:
         kept = len(subtasks) - len(fit.left_out)
         why = f"left out: the cost cap of ${self.ledger.cap:.6f} covers {kept} of {len(subtasks)} subtasks"
         return dict.fromkeys(fit.left_out, why)
+
+    def fit_or_fall_back(self, objective: str, plan: Plan) -> tuple[Plan, dict[str, str]]:
+        """``fit``, or, when not even the plan's first subtask fits in what planning left (a long one), the
+        one-subtask fallback, which planning always leaves room for; the plan says why."""
+        try:
+            return plan, self.fit(objective, plan.subtasks)
+        except BudgetExceeded as exc:
+            fallback = fallback_plan(objective, f"not one subtask of the plan fits the cost cap ({exc})")
+            return fallback, self.fit(objective, fallback.subtasks)
 
     def reserve_worker(
         self, objective: str, subtask: common_pb2.Subtask, deps: Sequence[common_pb2.SubtaskResult]

@@ -18,6 +18,7 @@ from agentmesh.cost_cap import (
 from agentmesh.llm.pricing import ModelPrice
 from agentmesh.llm.provider import Message, Prompt, Tool
 from agentmesh.v1 import common_pb2
+from orchestrator_svc.planner import Plan
 from orchestrator_svc.spend import Agent, CostAllotter, fit_plan, minimum_run_usd
 
 PRICES = {"big": ModelPrice(3.0, 15.0), "small": ModelPrice(1.0, 5.0)}
@@ -136,3 +137,25 @@ def test_the_smallest_cap_named_covers_the_amount_and_a_millionth_less_does_not(
     named = float(f"{usd_rounded_up(amount):.6f}")
     assert named >= amount
     assert float(f"{named - 1e-6:.6f}") < amount  # the next cap down, as a client would write it
+
+
+def test_a_plan_whose_first_subtask_does_not_fit_falls_back_to_the_one_planning_left_room_for() -> None:
+    tool = Tool(name="plan", description="submit", input_schema={"type": "object"})
+    planning = _prompt("question", max_tokens=2000, model="big")
+    refused = CostAllotter.create(0.0001, PRICES, worker=("small", 1000), synthesizer=("small", 1000))
+    with pytest.raises(BudgetExceeded) as smallest:
+        refused.reserve_planning(planning, tool, "question")
+    cap = float(str(smallest.value).rsplit("$", 1)[1])
+    costs = CostAllotter.create(cap, PRICES, worker=("small", 1000), synthesizer=("small", 1000))
+    held, _ = costs.reserve_planning(planning, tool, "question")
+    held.settle(held.amount)  # planning cost all it could
+    long = Plan(subtasks=[common_pb2.Subtask(id="a", title="long", instruction="x" * 5000)])
+    plan, left_out = costs.fit_or_fall_back("question", long)
+    assert [s.instruction for s in plan.subtasks] == ["question"] and left_out == {}
+    assert plan.fallback_reason.startswith("not one subtask of the plan fits the cost cap")
+    assert costs.ledger.spent + costs.ledger.reserved <= cap
+    again = CostAllotter.create(cap, PRICES, worker=("small", 1000), synthesizer=("small", 1000))
+    held, _ = again.reserve_planning(planning, tool, "question")
+    held.settle(held.amount)
+    fitting = Plan(subtasks=[common_pb2.Subtask(id="a", title="short", instruction="q")])
+    assert again.fit_or_fall_back("question", fitting)[0] is fitting
