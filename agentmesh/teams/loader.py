@@ -29,6 +29,7 @@ from agentmesh.teams.spec import (
     TeamError,
     Teams,
 )
+from agentmesh.teams.tools_spec import check_tools
 
 KEYS = ", ".join(FrontMatter.model_fields)
 # The front matter's first line is the file's second (after the opening ---).
@@ -91,6 +92,12 @@ def load_agent(path: Path, team: str, role: Role, defaults: RoleDefaults) -> Age
         raise TeamError(f"{path}: field 'description': required for a worker specialist (the planner reads it)")
     if not prompt.strip():
         raise TeamError(f"{path}: field 'prompt' (the text after the front matter): empty; write the agent's prompt")
+    if role != "worker" and (front.mcp_servers or front.tools):
+        raise TeamError(f"{path}: field 'mcp_servers': only a worker specialist uses tools")
+    wrong = check_tools(front.mcp_servers, front.tools)
+    if wrong is not None:
+        field, _, message = wrong.partition(": ")
+        raise TeamError(f"{path}: field {field!r}: {message}")
     return AgentSpec(
         team=team,
         role=role,
@@ -102,6 +109,10 @@ def load_agent(path: Path, team: str, role: Role, defaults: RoleDefaults) -> Age
         prompt=prompt.strip(),
         source=path,
         offline_latency_ms=front.offline_latency_ms,
+        mcp_servers=tuple(server.spec() for server in front.mcp_servers),
+        tools=tuple(front.tools),
+        max_turns=front.max_turns,
+        tool_timeout_s=front.tool_timeout,
     )
 
 
@@ -143,9 +154,13 @@ def _key_lines(node: Any) -> dict[str, int]:
 
 
 def _describe(path: Path, error: Any, lines: dict[str, int]) -> str:
-    field = str(error["loc"][0]) if error["loc"] else "(front matter)"
-    where = f", line {lines[field]}" if field in lines else ""
-    message = f"unknown key (the keys are {KEYS})" if error["type"] == "extra_forbidden" else error["msg"]
+    loc = error["loc"]
+    key = str(loc[0]) if loc else "(front matter)"
+    where = f", line {lines[key]}" if key in lines else ""
+    field = key + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:])
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = f"unknown key (the keys are {KEYS})" if len(loc) == 1 else "unknown key"
     message = message.removeprefix("Value error, ")
     return f"{path}{where}: field {field!r}: {message}"
 

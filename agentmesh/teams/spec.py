@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentmesh.llm.registry import ProviderName
+from agentmesh.teams.tools_spec import McpServerEntry, McpServerSpec, ToolPattern
 
 Role = Literal["orchestrator", "worker", "synthesizer"]
 ROLES: tuple[Role, ...] = ("orchestrator", "worker", "synthesizer")
@@ -37,6 +38,10 @@ class FrontMatter(BaseModel):
     offline_latency_ms: int | None = Field(
         default=None, ge=0, le=600_000, description="the offline demo model's simulated latency for this agent"
     )
+    mcp_servers: list[McpServerEntry] = Field(default_factory=list, description="the MCP servers it may use")
+    tools: list[ToolPattern] = Field(default_factory=list, description="allow-list: server.tool or server.*")
+    max_turns: int = Field(default=8, ge=1, le=100, description="model turns of one subtask's tool loop")
+    tool_timeout: float = Field(default=30.0, gt=0, le=3600, description="seconds one tool call may take")
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,11 @@ class AgentSpec:
     source: Path
     # None: OFFLINE_LATENCY_MS (only the offline provider simulates latency).
     offline_latency_ms: int | None = None
+    mcp_servers: tuple[McpServerSpec, ...] = ()
+    # The allow-list, "server.tool" or "server.*"; every server it names is one of mcp_servers.
+    tools: tuple[str, ...] = ()
+    max_turns: int = 8
+    tool_timeout_s: float = 30.0
 
     @property
     def specialist(self) -> str:
