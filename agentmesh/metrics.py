@@ -124,6 +124,26 @@ plan_size = Histogram(
 plan_fallbacks = Counter(
     "agentmesh_plan_fallbacks_total", "Plans replaced by the one-subtask fallback.", registry=REGISTRY
 )
+# Server and tool names come from team files (a tool only when the allow-list names it, else "*"): bounded.
+tool_calls = Counter(
+    "agentmesh_tool_calls_total",
+    "MCP tool calls a worker made, by server, tool and outcome (ok, error, timeout, refused, unavailable).",
+    ["server", "tool", "outcome"],
+    registry=REGISTRY,
+)
+tool_duration = Histogram(
+    "agentmesh_tool_call_duration_seconds",
+    "MCP tool call latency, refusals and fast failures included.",
+    ["server", "tool"],
+    buckets=SECONDS,
+    registry=REGISTRY,
+)
+mcp_server_up = Gauge(
+    "agentmesh_mcp_server_up",
+    "1 while a worker's session with the MCP server works, else 0.",
+    ["server"],
+    registry=REGISTRY,
+)
 runs_in_flight = Gauge("agentmesh_runs_in_flight", "Orchestrator runs in progress.", registry=REGISTRY)
 circuit_breaker_state = Gauge(
     "agentmesh_circuit_breaker_state",

@@ -8,6 +8,7 @@ from agentmesh.errors import NotFound
 from agentmesh.llm.provider import LLMProvider
 from agentmesh.teams.providers import TeamProviders
 from agentmesh.teams.spec import AgentSpec, TeamError, Teams
+from agentmesh.tools import Toolbox
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,16 @@ def matches(spec: AgentSpec, name: str) -> bool:
 
 
 class Specialists:
-    """The specialists one worker process runs, resolved at start-up: an unknown name in WORKER_AGENTS stops it."""
+    """The specialists one worker process runs, resolved at start-up: an unknown name in WORKER_AGENTS stops it.
 
-    def __init__(self, teams: Teams, providers: TeamProviders, worker_agents: str = "") -> None:
+    ``toolbox`` holds the MCP sessions of their servers (start_worker opens it); empty until then.
+    """
+
+    def __init__(
+        self, teams: Teams, providers: TeamProviders, worker_agents: str = "", toolbox: Toolbox | None = None
+    ) -> None:
         self._teams = teams
+        self.toolbox = toolbox or Toolbox()
         names = parse_names(worker_agents)
         for name in names:
             if not any(matches(spec, name) for spec in teams.specialists()):
@@ -40,6 +47,10 @@ class Specialists:
             for spec in teams.specialists()
             if not names or any(matches(spec, name) for name in names)
         }
+
+    def specs(self) -> list[AgentSpec]:
+        """Every specialist this worker serves."""
+        return [served.spec for served in self._served.values()]
 
     def get(self, team_name: str, name: str) -> Served:
         """The specialist a request names (empty team: the default one; empty name: the team's first)."""

@@ -1,4 +1,4 @@
-"""A specialist's tools in its front matter: what they become, and each bad entry stopping start-up by file and field."""
+"""A specialist's tools in its front matter: what they become, and each bad entry stopping start-up (file, field)."""
 
 from __future__ import annotations
 
