@@ -143,20 +143,32 @@ def _front_matter(path: Path, header: str) -> FrontMatter:
     try:
         return FrontMatter.model_validate(data)
     except ValidationError as exc:
-        lines = _key_lines(node)
-        raise TeamError("; ".join(_describe(path, error, lines) for error in exc.errors())) from None
+        raise TeamError("; ".join(_describe(path, error, node) for error in exc.errors())) from None
 
 
-def _key_lines(node: Any) -> dict[str, int]:
-    if not isinstance(node, yaml.MappingNode):
-        return {}
-    return {str(key.value): key.start_mark.line + FRONT_MATTER_FIRST_LINE for key, _ in node.value}
+def _line_of(node: Any, loc: tuple[Any, ...]) -> int | None:
+    """The line of the deepest YAML node on the error's path (a nested field's own line when it has one)."""
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            found = [(key, value) for key, value in node.value if str(key.value) == str(part)]
+            if not found:
+                break
+            key, node = found[0]
+            line = key.start_mark.line + FRONT_MATTER_FIRST_LINE
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + FRONT_MATTER_FIRST_LINE
+        else:
+            break
+    return line
 
 
-def _describe(path: Path, error: Any, lines: dict[str, int]) -> str:
+def _describe(path: Path, error: Any, node: Any) -> str:
     loc = error["loc"]
     key = str(loc[0]) if loc else "(front matter)"
-    where = f", line {lines[key]}" if key in lines else ""
+    line = _line_of(node, loc)
+    where = f", line {line}" if line is not None else ""
     field = key + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:])
     message = error["msg"]
     if error["type"] == "extra_forbidden":

@@ -66,7 +66,8 @@ def build_server(journal: Journal, test_tools: bool = False) -> MCPServer:
             journal.record("cancelled_notification", request_id=(ctx.params or {}).get("requestId"))
         return await call_next(ctx)
 
-    server = MCPServer("agentmesh-demo", version="1", middleware=[observe])
+    # WARNING: over stdio the server's log is the worker's stderr; a line per request would drown the worker's own.
+    server = MCPServer("agentmesh-demo", version="1", middleware=[observe], log_level="WARNING")
 
     @server.tool()
     def lookup_fact(topic: str) -> str:

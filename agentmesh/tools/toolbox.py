@@ -51,6 +51,9 @@ class Toolbox:
         server needs that is unset, stops it (``TeamError``).
         """
         toolbox = cls(settings, tracer_provider)
+        # The SDK logs whole messages (arguments, results) at DEBUG: a result is never logged in full, even there.
+        sdk = logging.getLogger("mcp")
+        sdk.setLevel(max(sdk.getEffectiveLevel(), logging.INFO))
         servers = _servers(list(specs))
         values = {name: _value(spec, source, name) for spec, source in servers.items() for name in _names(spec)}
         for spec in servers:

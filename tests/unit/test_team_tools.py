@@ -65,14 +65,14 @@ STDIO = "  - name: s\n    command: run-it\n"
     ("text", "expected"),
     [
         (front(STDIO, "[other.lookup]"), r"w\.md: field 'tools': 'other\.lookup' names no server .*\(s\)"),
-        (front("  - name: s\n"), r"w\.md, line 3: field 'mcp_servers\[0\]': .*either command \(stdio\) or url"),
+        (front("  - name: s\n"), r"w\.md, line 4: field 'mcp_servers\[0\]': .*either command \(stdio\) or url"),
         (
             front("  - name: s\n    command: c\n    url: http://h/mcp\n"),
             r"field 'mcp_servers\[0\]': .*either command .* not both",
         ),
         (
             front("  - name: s\n    command: c\n    env: {GITHUB_TOKEN: ghp_abc123}\n"),
-            r"field 'mcp_servers\[0\]\.env': .*names of the worker's environment variables .*not a mapping",
+            r"w\.md, line 6: field 'mcp_servers\[0\]\.env': .*names of the worker's environment .*not a mapping",
         ),
         (
             front("  - name: s\n    command: c\n    env: [ghp_abc123]\n"),
