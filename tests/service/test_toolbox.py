@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import time
@@ -304,3 +305,23 @@ async def test_each_call_counts_in_the_metrics_and_has_an_execute_tool_span(jour
     assert add["gen_ai.operation.name"] == "execute_tool" and add["gen_ai.tool.name"] == "add"
     assert add["gen_ai.tool.call.id"] == "toolu_1" and add["agentmesh.tool.outcome"] == "ok"
     assert (spans["execute_tool fail"].attributes or {})["error.type"] == "error"
+
+
+async def test_no_argument_result_or_secret_reaches_the_logs_even_at_debug(
+    journal: Path, http: HttpDemo, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("DEMO_TOKEN", "tok-Zq81-very-secret")
+    caplog.set_level(logging.DEBUG)
+    spec = specialist(demo_stdio(journal, env=("DEMO_TOKEN",)), http.spec(headers=(("X-Token", "DEMO_TOKEN"),)))
+    toolbox = await opened(spec, settings=ToolSettings(max_tool_result_chars=500))
+    try:
+        for server in ("demo", "web"):
+            counted = await toolbox.call(spec, f"{server}__word_count", {"text": "argument-words-Kx7 " * 3}, 10)
+            assert counted.text == "3"
+            big = await toolbox.call(spec, f"{server}__big", {"chars": 5000}, 10)
+            assert big.result_chars == 5000
+        assert (await toolbox.call(spec, "demo__env_var", {"name": "DEMO_TOKEN"}, 10)).outcome == "ok"
+    finally:
+        await toolbox.aclose()
+    assert caplog.records  # the capture works: the session's own lines are there
+    assert "tok-Zq81" not in caplog.text and "argument-words-Kx7" not in caplog.text and "x" * 100 not in caplog.text
