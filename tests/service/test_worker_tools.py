@@ -45,7 +45,7 @@ async def test_the_worker_opens_one_session_reports_a_dead_server_in_its_health_
     journal = tmp_path / "journal.jsonl"
     tool_team(tmp_path / "teams", journal)
     teams = load_teams(tmp_path / "teams", RoleDefaults(llm_provider="offline"))
-    settings = WorkerSettings(mcp_reconnect_backoff_initial=0.2, mcp_reconnect_backoff_max=1.0)
+    settings = WorkerSettings(mcp_reconnect_backoff_initial=1.0, mcp_reconnect_backoff_max=2.0)
     server = await start_worker(settings, OfflineProvider(), "127.0.0.1:0", teams=teams)
     try:
         (first,) = journal_events(journal, "started")
