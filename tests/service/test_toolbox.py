@@ -28,6 +28,7 @@ from tests.support.mcp_servers import (
     time_server,
     until,
 )
+from tests.support.processes import free_port
 
 FAST = ToolSettings(mcp_reconnect_backoff_initial=0.2, mcp_reconnect_backoff_max=1.0, mcp_connect_timeout=20)
 
@@ -224,7 +225,7 @@ async def test_a_killed_http_server_fails_fast_and_the_session_comes_back_with_i
 
 
 async def test_a_server_down_at_start_up_does_not_stop_it_and_is_named(tmp_path: Path) -> None:
-    nobody = HttpDemo(port=9, journal=tmp_path / "j.jsonl")  # the discard port: nothing listens on loopback
+    nobody = HttpDemo(port=free_port(), journal=tmp_path / "j.jsonl")  # a free port: nothing listens there
     spec = specialist(nobody.spec())
     toolbox = await opened(spec)
     try:
