@@ -20,7 +20,7 @@ class ToolSettings(BaseSettings):
     mcp_reconnect_backoff_initial: float = Field(default=0.5, gt=0, description="seconds before the first retry")
     mcp_reconnect_backoff_max: float = Field(default=30.0, gt=0, description="seconds between retries, at most")
     mcp_check_interval: float = Field(
-        default=30.0, ge=0, description="seconds of idleness after which a session lists the tools again; 0: never"
+        default=10.0, ge=0, description="seconds of idleness after which a session lists the tools again; 0: never"
     )
 
     @model_validator(mode="after")
