@@ -170,9 +170,11 @@ class ServerConnection:
             if woken and not self._refresh:
                 continue
             self._refresh = False
+            before = self.tools
             with anyio.fail_after(self._settings.mcp_connect_timeout):
                 await self._list_tools(client)
-            self._on_change(self.spec, self.reason)
+            if self.tools != before:
+                self._on_change(self.spec, self.reason)
 
     async def _list_tools(self, client: Client) -> None:
         tools: dict[str, types.Tool] = {}

@@ -208,14 +208,15 @@ async def test_a_killed_stdio_server_fails_fast_is_named_by_readiness_then_resta
     assert len(journal_events(journal, "started")) == 2
 
 
-async def test_a_killed_http_server_fails_fast_and_the_session_comes_back_with_it(http: HttpDemo) -> None:
+async def test_a_killed_http_server_is_noticed_while_idle_fails_fast_and_comes_back_with_it(http: HttpDemo) -> None:
     spec = specialist(http.spec())
-    toolbox = await opened(spec)
+    toolbox = await opened(spec, settings=ToolSettings(mcp_check_interval=0.5, mcp_reconnect_backoff_initial=0.2))
     try:
         http.kill()
+        await until(toolbox, lambda: toolbox.readiness()["web"] != "")  # no call needed: the idle check saw it
+        started = time.monotonic()
         lost = await toolbox.call(spec, "web__add", {"a": 1, "b": 2}, timeout_s=30)
-        assert lost.outcome == "unavailable"
-        await until(toolbox, lambda: toolbox.readiness()["web"] != "")
+        assert lost.outcome == "unavailable" and time.monotonic() - started < 5
         http.start()
         await until(toolbox, lambda: toolbox.readiness()["web"] == "")
         back = await toolbox.call(spec, "web__add", {"a": 1, "b": 2}, timeout_s=30)
