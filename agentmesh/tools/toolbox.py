@@ -61,18 +61,27 @@ class Toolbox:
             toolbox._connections[spec] = connection
             observe.server_up(spec.name, False)
             connection.start()
-        await asyncio.gather(*(c.first_attempt() for c in toolbox._connections.values()))
+        try:
+            await asyncio.gather(*(c.first_attempt() for c in toolbox._connections.values()))
+        except BaseException:
+            await toolbox.aclose()
+            raise
         return toolbox
 
     def definitions(self, spec: AgentSpec) -> list[ToolDefinition]:
-        """The spec's allow-listed tools its servers offer (the list last received, while one reconnects)."""
-        found: list[ToolDefinition] = []
+        """The spec's allow-listed tools its servers offer (the list last received, while one reconnects).
+
+        Two tools whose model names coincide (``a.b`` and ``a_b`` both become ``server__a_b``) would be refused by
+        the model's API: the first listed is offered, and the call resolves to it.
+        """
+        found: dict[str, ToolDefinition] = {}
         for server in spec.mcp_servers:
             connection = self._connections.get(server)
             for tool in connection.tools.values() if connection else ():
                 if allowed(spec, server.name, tool.name):
-                    found.append(ToolDefinition(server.name, tool.name, tool.description or "", tool.input_schema))
-        return found
+                    definition = ToolDefinition(server.name, tool.name, tool.description or "", tool.input_schema)
+                    found.setdefault(definition.model_name, definition)
+        return list(found.values())
 
     async def call(
         self, spec: AgentSpec, model_name: str, arguments: Mapping[str, Any], timeout_s: float, call_id: str = ""
