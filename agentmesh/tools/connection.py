@@ -3,9 +3,9 @@
 A task owns the session (the SDK's ``Client`` must be entered and left in one task): it connects, lists the tools,
 then waits; a ``notifications/tools/list_changed`` makes it list them again, and so does MCP_CHECK_INTERVAL of
 idleness (which notices a server that stopped answering). The end of the transport's stream (a stdio server that
-exited) or a call that finds the connection closed wakes it at once. While it
-reconnects (a stdio server is started again) with exponential backoff, calls fail fast as unavailable and
-``reason`` says why, which the worker's health reports.
+exited) or a call that finds the connection closed wakes it at once. While it reconnects (a stdio server is
+started again) with exponential backoff, calls fail fast as unavailable and ``reason`` says why, which the
+worker's health reports.
 
 The session speaks the initialize handshake (``mode="legacy"``, the 2025-11-25 protocol every released server
 speaks); on it the server pushes ``list_changed`` unprompted, and the SDK's v2 dispatcher sends
@@ -66,10 +66,6 @@ class ServerConnection:
         self._attempted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def ready(self) -> bool:
-        return self._client is not None and not self.reason
-
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"mcp-server-{self.spec.name}")
 
@@ -95,11 +91,11 @@ class ServerConnection:
 
     async def aclose(self) -> None:
         """Ends the session; a stdio server gets the SDK's shutdown (stdin closed, then terminated, then killed)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            # gather, not a bare await: the task's CancelledError is absorbed, a cancellation of ours is not.
+            await asyncio.gather(task, return_exceptions=True)
 
     def _lost(self, client: Client) -> None:
         if client is self._client and not self._broken:

@@ -156,6 +156,11 @@ class Toolbox:
             if exc.code == types.REQUEST_TIMEOUT:
                 return "timeout", f"tool {tool!r} did not answer within {timeout_s:g}s (cancelled)", 0
             return "error", f"tool {tool!r} failed: {exc.error.message}", 0
+        except Exception as exc:  # e.g. a result that is not valid MCP: the tool failed, the subtask goes on
+            logger.warning(
+                "MCP tool call failed", extra={"server": server.name, "tool": tool, "error": type(exc).__name__}
+            )
+            return "error", f"tool {tool!r} failed: {type(exc).__name__}", 0
         text = result_text(result)
         return ("error" if result.is_error else "ok"), text, len(text)
 
