@@ -24,21 +24,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gentmesh/v1/common.proto\x12\x0c\x61gentmesh.v1\"\xaa\x02\n\x05Usage\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12#\n\x1b\x63\x61\x63he_creation_input_tokens\x18\x05 \x01(\x03\x12\x1f\n\x17\x63\x61\x63he_read_input_tokens\x18\x06 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x07 \x01(\x01\x12\x0e\n\x06priced\x18\x08 \x01(\x08\x12\r\n\x05\x63\x61lls\x18\t \x01(\x05\x12\x12\n\nspecialist\x18\n \x01(\t\x12\x12\n\nmax_tokens\x18\x0b \x01(\x05\x12\x1f\n\x17max_tokens_lowered_from\x18\x0c \x01(\x05\x12\x16\n\x0ehit_max_tokens\x18\r \x01(\x08\"\\\n\x07Subtask\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0binstruction\x18\x03 \x01(\t\x12\x12\n\ndepends_on\x18\x04 \x03(\t\x12\r\n\x05\x61gent\x18\x05 \x01(\t\"\xaa\x01\n\rSubtaskResult\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.agentmesh.v1.Usage\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x03\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12-\n\x07outcome\x18\x06 \x01(\x0e\x32\x1c.agentmesh.v1.SubtaskOutcome\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t*\xc2\x01\n\x0eSubtaskOutcome\x12\x1f\n\x1bSUBTASK_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12SUBTASK_OUTCOME_OK\x10\x01\x12\x1a\n\x16SUBTASK_OUTCOME_FAILED\x10\x02\x12\x1b\n\x17SUBTASK_OUTCOME_SKIPPED\x10\x03\x12\x1d\n\x19SUBTASK_OUTCOME_TIMED_OUT\x10\x04\x12\x1f\n\x1bSUBTASK_OUTCOME_OVER_BUDGET\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gentmesh/v1/common.proto\x12\x0c\x61gentmesh.v1\"\xaa\x02\n\x05Usage\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12#\n\x1b\x63\x61\x63he_creation_input_tokens\x18\x05 \x01(\x03\x12\x1f\n\x17\x63\x61\x63he_read_input_tokens\x18\x06 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x07 \x01(\x01\x12\x0e\n\x06priced\x18\x08 \x01(\x08\x12\r\n\x05\x63\x61lls\x18\t \x01(\x05\x12\x12\n\nspecialist\x18\n \x01(\t\x12\x12\n\nmax_tokens\x18\x0b \x01(\x05\x12\x1f\n\x17max_tokens_lowered_from\x18\x0c \x01(\x05\x12\x16\n\x0ehit_max_tokens\x18\r \x01(\x08\"o\n\x07Subtask\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0binstruction\x18\x03 \x01(\t\x12\x12\n\ndepends_on\x18\x04 \x03(\t\x12\r\n\x05\x61gent\x18\x05 \x01(\t\x12\x11\n\tdocuments\x18\x06 \x03(\t\"2\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"\xaa\x01\n\rSubtaskResult\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.agentmesh.v1.Usage\x12\x13\n\x0b\x64uration_ms\x18\x04 \x01(\x03\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12-\n\x07outcome\x18\x06 \x01(\x0e\x32\x1c.agentmesh.v1.SubtaskOutcome\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t*\xc2\x01\n\x0eSubtaskOutcome\x12\x1f\n\x1bSUBTASK_OUTCOME_UNSPECIFIED\x10\x00\x12\x16\n\x12SUBTASK_OUTCOME_OK\x10\x01\x12\x1a\n\x16SUBTASK_OUTCOME_FAILED\x10\x02\x12\x1b\n\x17SUBTASK_OUTCOME_SKIPPED\x10\x03\x12\x1d\n\x19SUBTASK_OUTCOME_TIMED_OUT\x10\x04\x12\x1f\n\x1bSUBTASK_OUTCOME_OVER_BUDGET\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentmesh.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBTASKOUTCOME']._serialized_start=658
-  _globals['_SUBTASKOUTCOME']._serialized_end=852
+  _globals['_SUBTASKOUTCOME']._serialized_start=729
+  _globals['_SUBTASKOUTCOME']._serialized_end=923
   _globals['_USAGE']._serialized_start=44
   _globals['_USAGE']._serialized_end=342
   _globals['_SUBTASK']._serialized_start=344
-  _globals['_SUBTASK']._serialized_end=436
-  _globals['_SUBTASKRESULT']._serialized_start=439
-  _globals['_SUBTASKRESULT']._serialized_end=609
-  _globals['_CHATMESSAGE']._serialized_start=611
-  _globals['_CHATMESSAGE']._serialized_end=655
+  _globals['_SUBTASK']._serialized_end=455
+  _globals['_DOCUMENT']._serialized_start=457
+  _globals['_DOCUMENT']._serialized_end=507
+  _globals['_SUBTASKRESULT']._serialized_start=510
+  _globals['_SUBTASKRESULT']._serialized_end=680
+  _globals['_CHATMESSAGE']._serialized_start=682
+  _globals['_CHATMESSAGE']._serialized_end=726
 # @@protoc_insertion_point(module_scope)

@@ -142,6 +142,7 @@ class Subtask(_message.Message):
     INSTRUCTION_FIELD_NUMBER: _builtins.int
     DEPENDS_ON_FIELD_NUMBER: _builtins.int
     AGENT_FIELD_NUMBER: _builtins.int
+    DOCUMENTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Identifier unique within the plan, e.g. "t1"; referenced by depends_on."""
     title: _builtins.str
@@ -156,6 +157,10 @@ class Subtask(_message.Message):
     def depends_on(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Ids of subtasks whose outputs this one needs; it runs after all of them finish."""
 
+    @_builtins.property
+    def documents(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of the request's documents (Document.id, e.g. "D3") this subtask's worker receives; it sees no others."""
+
     def __init__(
         self,
         *,
@@ -164,14 +169,45 @@ class Subtask(_message.Message):
         instruction: _builtins.str = ...,
         depends_on: _abc.Iterable[_builtins.str] | None = ...,
         agent: _builtins.str = ...,
+        documents: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "depends_on", b"depends_on", "id", b"id", "instruction", b"instruction", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "depends_on", b"depends_on", "documents", b"documents", "id", b"id", "instruction", b"instruction", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Subtask: _TypeAlias = Subtask  # noqa: Y015
+
+@_typing.final
+class Document(_message.Message):
+    """A document a request carries (an OpenAI `file` content part), numbered in the order the request has them."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """"D1", "D2", ...: how the plan and the prompts name it."""
+    name: _builtins.str
+    """Its file name as the client sent it, e.g. "contract-07.md"."""
+    text: _builtins.str
+    """Its text (UTF-8)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "name", b"name", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Document: _TypeAlias = Document  # noqa: Y015
 
 @_typing.final
 class SubtaskResult(_message.Message):

@@ -29,6 +29,7 @@ class RunRequest(_message.Message):
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     MAX_COST_USD_FIELD_NUMBER: _builtins.int
     TEAM_FIELD_NUMBER: _builtins.int
+    DOCUMENTS_FIELD_NUMBER: _builtins.int
     max_output_tokens: _builtins.int
     """Upper bound on the answer's generated tokens; 0 means the synthesizer's default."""
     max_cost_usd: _builtins.float
@@ -43,6 +44,12 @@ class RunRequest(_message.Message):
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]:
         """The conversation, oldest first; the last user turn is the request to answer."""
 
+    @_builtins.property
+    def documents(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Document]:
+        """Documents the request carries, numbered D1, D2, ... in order; the planner sees an index of them
+        (name, size, opening lines), and each worker only those its subtask lists in Subtask.documents.
+        """
+
     def __init__(
         self,
         *,
@@ -50,10 +57,11 @@ class RunRequest(_message.Message):
         max_output_tokens: _builtins.int = ...,
         max_cost_usd: _builtins.float = ...,
         team: _builtins.str = ...,
+        documents: _abc.Iterable[_common_pb2.Document] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_cost_usd", b"max_cost_usd", "max_output_tokens", b"max_output_tokens", "messages", b"messages", "team", b"team"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["documents", b"documents", "max_cost_usd", b"max_cost_usd", "max_output_tokens", b"max_output_tokens", "messages", b"messages", "team", b"team"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -132,8 +140,9 @@ class Plan(_message.Message):
 
     @_builtins.property
     def repairs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Each change validation made to the model's routing, for people, e.g.
-        "t2: unknown agent 'critic', routed to analyst"; empty when the plan was used as given.
+        """Each change validation made to the model's plan, for people, e.g.
+        "t2: unknown agent 'critic', routed to analyst", or a map entry cut to MAX_SUBTASKS;
+        empty when the plan was used as given.
         """
 
     def __init__(

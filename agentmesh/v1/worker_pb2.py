@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from agentmesh.v1 import common_pb2 as agentmesh_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gentmesh/v1/worker.proto\x12\x0c\x61gentmesh.v1\x1a\x19\x61gentmesh/v1/common.proto\"\xbd\x01\n\x0e\x45xecuteRequest\x12\x11\n\tobjective\x18\x01 \x01(\t\x12&\n\x07subtask\x18\x02 \x01(\x0b\x32\x15.agentmesh.v1.Subtask\x12\x31\n\x0c\x64\x65pendencies\x18\x03 \x03(\x0b\x32\x1b.agentmesh.v1.SubtaskResult\x12\x19\n\x11max_output_tokens\x18\x04 \x01(\x05\x12\x14\n\x0cmax_cost_usd\x18\x05 \x01(\x01\x12\x0c\n\x04team\x18\x06 \x01(\t\">\n\x0f\x45xecuteResponse\x12+\n\x06result\x18\x01 \x01(\x0b\x32\x1b.agentmesh.v1.SubtaskResult2P\n\x06Worker\x12\x46\n\x07\x45xecute\x12\x1c.agentmesh.v1.ExecuteRequest\x1a\x1d.agentmesh.v1.ExecuteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61gentmesh/v1/worker.proto\x12\x0c\x61gentmesh.v1\x1a\x19\x61gentmesh/v1/common.proto\"\x89\x02\n\x0e\x45xecuteRequest\x12\x11\n\tobjective\x18\x01 \x01(\t\x12&\n\x07subtask\x18\x02 \x01(\x0b\x32\x15.agentmesh.v1.Subtask\x12\x31\n\x0c\x64\x65pendencies\x18\x03 \x03(\x0b\x32\x1b.agentmesh.v1.SubtaskResult\x12\x19\n\x11max_output_tokens\x18\x04 \x01(\x05\x12\x14\n\x0cmax_cost_usd\x18\x05 \x01(\x01\x12\x0c\n\x04team\x18\x06 \x01(\t\x12)\n\tdocuments\x18\x07 \x03(\x0b\x32\x16.agentmesh.v1.Document\x12\x11\n\tcache_key\x18\x08 \x01(\t\x12\x0c\n\x04warm\x18\t \x01(\x08\">\n\x0f\x45xecuteResponse\x12+\n\x06result\x18\x01 \x01(\x0b\x32\x1b.agentmesh.v1.SubtaskResult2P\n\x06Worker\x12\x46\n\x07\x45xecute\x12\x1c.agentmesh.v1.ExecuteRequest\x1a\x1d.agentmesh.v1.ExecuteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,9 +33,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentmesh.v1.worker_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXECUTEREQUEST']._serialized_start=71
-  _globals['_EXECUTEREQUEST']._serialized_end=260
-  _globals['_EXECUTERESPONSE']._serialized_start=262
-  _globals['_EXECUTERESPONSE']._serialized_end=324
-  _globals['_WORKER']._serialized_start=326
-  _globals['_WORKER']._serialized_end=406
+  _globals['_EXECUTEREQUEST']._serialized_end=336
+  _globals['_EXECUTERESPONSE']._serialized_start=338
+  _globals['_EXECUTERESPONSE']._serialized_end=400
+  _globals['_WORKER']._serialized_start=402
+  _globals['_WORKER']._serialized_end=482
 # @@protoc_insertion_point(module_scope)

@@ -31,6 +31,9 @@ class ExecuteRequest(_message.Message):
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
     MAX_COST_USD_FIELD_NUMBER: _builtins.int
     TEAM_FIELD_NUMBER: _builtins.int
+    DOCUMENTS_FIELD_NUMBER: _builtins.int
+    CACHE_KEY_FIELD_NUMBER: _builtins.int
+    WARM_FIELD_NUMBER: _builtins.int
     objective: _builtins.str
     """The user's overall request, so the subtask is done in context."""
     max_output_tokens: _builtins.int
@@ -43,6 +46,15 @@ class ExecuteRequest(_message.Message):
     """The team whose specialist runs the subtask (a folder of TEAMS_DIR, e.g. "research"); empty means "default".
     The specialist itself is subtask.agent; a worker that does not serve it fails with NOT_FOUND.
     """
+    cache_key: _builtins.str
+    """Set when the run's worker calls share a cached prompt prefix (the run's id): the prompt then begins with
+    the shared instructions and the objective, byte-identical for every subtask of the run, marked as a cache
+    breakpoint (Anthropic) or sent with this as prompt_cache_key (OpenAI-compatible servers). Empty: no caching.
+    """
+    warm: _builtins.bool
+    """This call writes the run's cached prefix: the worker sends its initial metadata (agentmesh-response-begun)
+    as soon as the model's response has begun, when the prefix is readable, so the caller can start the others.
+    """
     @_builtins.property
     def subtask(self) -> _common_pb2.Subtask:
         """The subtask to run."""
@@ -50,6 +62,10 @@ class ExecuteRequest(_message.Message):
     @_builtins.property
     def dependencies(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.SubtaskResult]:
         """Results of the subtasks named in subtask.depends_on, in that order."""
+
+    @_builtins.property
+    def documents(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Document]:
+        """The documents named in subtask.documents, in that order; the worker's prompt carries these and no others."""
 
     def __init__(
         self,
@@ -60,10 +76,13 @@ class ExecuteRequest(_message.Message):
         max_output_tokens: _builtins.int = ...,
         max_cost_usd: _builtins.float = ...,
         team: _builtins.str = ...,
+        documents: _abc.Iterable[_common_pb2.Document] | None = ...,
+        cache_key: _builtins.str = ...,
+        warm: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["subtask", b"subtask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dependencies", b"dependencies", "max_cost_usd", b"max_cost_usd", "max_output_tokens", b"max_output_tokens", "objective", b"objective", "subtask", b"subtask", "team", b"team"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_key", b"cache_key", "dependencies", b"dependencies", "documents", b"documents", "max_cost_usd", b"max_cost_usd", "max_output_tokens", b"max_output_tokens", "objective", b"objective", "subtask", b"subtask", "team", b"team", "warm", b"warm"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
