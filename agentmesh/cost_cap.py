@@ -6,11 +6,12 @@ allotment they are given, and all of them bound a call the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
 
-from agentmesh.llm.pricing import ModelPrice, PriceTable, price_for
+from agentmesh.llm.pricing import CACHE_WRITE_MULTIPLIER, ModelPrice, PriceTable, price_for
 from agentmesh.llm.provider import Prompt, Tool
 
 # A byte-level BPE token covers at least one byte of UTF-8 text, so a text's bytes bound its tokens. The constants
@@ -41,10 +42,18 @@ def text_tokens_bound(*texts: str) -> int:
     return sum(len(text.encode("utf-8")) for text in texts)
 
 
+def cache_write_surcharge(prefix_tokens: int) -> int:
+    """Input-price tokens to add to a bound for a prefix that may be written to the prompt cache (at 1.25x)."""
+    return math.ceil(prefix_tokens * (CACHE_WRITE_MULTIPLIER - 1))
+
+
 def input_tokens_bound(prompt: Prompt, tool: Tool | None = None) -> int:
-    """Never below what the API will count as the prompt's input tokens."""
+    """Never below what the API will count as the prompt's input tokens, priced as input: a cached prefix counts
+    as written to the cache (1.25x), the dearest it can be."""
     tokens = PROMPT_OVERHEAD_TOKENS + PER_MESSAGE_OVERHEAD_TOKENS * len(prompt.messages)
     tokens += text_tokens_bound(prompt.system, *(message.content for message in prompt.messages))
+    if prompt.cache is not None:
+        tokens += cache_write_surcharge(text_tokens_bound(prompt.system[: prompt.cache.chars]))
     if tool is not None:
         schema = json.dumps({"name": tool.name, "description": tool.description, "input_schema": tool.input_schema})
         tokens += TOOL_OVERHEAD_TOKENS + text_tokens_bound(schema)
@@ -104,7 +113,7 @@ def fit_call(prompt: Prompt, prices: PriceTable, allotment_usd: float, tool: Too
             f"the call's cost allotment of ${allotment_usd:.6f} does not cover its worst case "
             f"(at least ${needed:.6f} for {input_tokens} input tokens and {floor_tokens(prompt.max_tokens)} output)"
         )
-    return Prompt(model=prompt.model, system=prompt.system, messages=prompt.messages, max_tokens=tokens)
+    return dataclasses.replace(prompt, max_tokens=tokens)
 
 
 @dataclass

@@ -10,12 +10,18 @@ from agentmesh.errors import InvalidInput
 from agentmesh.llm.provider import Message, Prompt, Role, Tool
 from agentmesh.teams.spec import AgentSpec
 from agentmesh.v1 import common_pb2
+from orchestrator_svc.documents import (
+    PlanError,
+    documents_schema,
+    expand_map,
+    index_text,
+    map_schema,
+    resolve_groups,
+    subtask_documents,
+)
 
 MAX_ID_CHARS = 64
-
-
-class PlanError(ValueError):
-    """The model's plan cannot be run as given; the message says why."""
+Documents = Sequence[common_pb2.Document]
 
 
 @dataclass(frozen=True)
@@ -25,9 +31,10 @@ class Plan:
     repairs: tuple[str, ...] = ()
 
 
-def plan_tool(max_subtasks: int, specialists: Sequence[AgentSpec] = ()) -> Tool:
+def plan_tool(max_subtasks: int, specialists: Sequence[AgentSpec] = (), documents: Documents = ()) -> Tool:
     """With more than one specialist, each subtask must name one (an enum of their names) and the tool's
-    description says what each is for; with one, the schema has no ``agent``: there is nothing to choose."""
+    description says what each is for; with one, the schema has no ``agent``: there is nothing to choose.
+    With documents, a subtask lists those its worker gets, and ``map`` applies one entry to each document."""
     subtask_schema: dict[str, Any] = {
         "type": "object",
         "properties": {
@@ -53,16 +60,19 @@ def plan_tool(max_subtasks: int, specialists: Sequence[AgentSpec] = ()) -> Tool:
         subtask_schema["required"].append("agent")
         roster = "\n".join(f"- {spec.name}: {spec.description}" for spec in specialists)
         description += f" Give each subtask to the specialist best suited to it:\n{roster}"
+    properties: dict[str, Any] = {
+        "subtasks": {"type": "array", "items": subtask_schema, "minItems": 1, "maxItems": max_subtasks}
+    }
+    if documents:
+        properties["map"] = map_schema(subtask_schema, documents)
+        properties["subtasks"]["minItems"] = 0  # a plan may be a map alone
+        subtask_schema["properties"]["documents"] = documents_schema(
+            documents, "ids of the documents this subtask's worker receives (it sees no others)"
+        )
     return Tool(
         name="plan",
         description=description,
-        input_schema={
-            "type": "object",
-            "properties": {
-                "subtasks": {"type": "array", "items": subtask_schema, "minItems": 1, "maxItems": max_subtasks}
-            },
-            "required": ["subtasks"],
-        },
+        input_schema={"type": "object", "properties": properties, "required": ["subtasks"]},
     )
 
 
@@ -100,16 +110,23 @@ def objective_text(chat: Sequence[common_pb2.ChatMessage]) -> str:
 
 
 def planning_prompt(
-    chat: Sequence[common_pb2.ChatMessage], model: str, max_tokens: int, team_prompt: str = ""
+    chat: Sequence[common_pb2.ChatMessage],
+    model: str,
+    max_tokens: int,
+    team_prompt: str = "",
+    documents: Documents = (),
 ) -> Prompt:
-    """``team_prompt`` is the team's orchestrator.md; the user's own system prompt follows it."""
+    """``team_prompt`` is the team's orchestrator.md; the user's own system prompt follows it. The documents'
+    index follows the request."""
     system, turns = request_messages(chat)
+    if documents:
+        turns[-1] = Message(role="user", content=f"{turns[-1].content}\n\n{index_text(documents)}")
     own = f"The user's own instructions:\n{system}" if system else ""
     full_system = "\n\n".join(part for part in (team_prompt, own) if part)
     return Prompt(model=model, system=full_system, messages=turns, max_tokens=max_tokens)
 
 
-def _subtask(raw: Any, index: int) -> common_pb2.Subtask:
+def _subtask(raw: Any, index: int, known: Sequence[str] = (), repairs: list[str] | None = None) -> common_pb2.Subtask:
     if not isinstance(raw, Mapping):
         raise PlanError(f"subtask {index} is not an object")
     sid, instruction = raw.get("id"), raw.get("instruction")
@@ -128,6 +145,7 @@ def _subtask(raw: Any, index: int) -> common_pb2.Subtask:
         title=title.strip() if isinstance(title, str) and title.strip() else instruction.strip()[:60],
         instruction=instruction.strip(),
         depends_on=list(dict.fromkeys(d.strip() for d in deps)),
+        documents=subtask_documents(raw.get("documents"), sid.strip(), known, [] if repairs is None else repairs),
     )
 
 
@@ -153,38 +171,60 @@ def _check_graph(subtasks: Sequence[common_pb2.Subtask]) -> None:
             deps.difference_update(ready)
 
 
-def validate_plan(raw: Mapping[str, Any], max_subtasks: int) -> list[common_pb2.Subtask]:
-    items = raw.get("subtasks")
-    if not isinstance(items, list) or not items:
+def validate_plan(
+    raw: Mapping[str, Any], max_subtasks: int, documents: Documents = (), repairs: list[str] | None = None
+) -> list[common_pb2.Subtask]:
+    """The plan's subtasks, its map entries expanded (cut to MAX_SUBTASKS); ``repairs`` collects what was changed."""
+    repairs = [] if repairs is None else repairs
+    items, entries = raw.get("subtasks"), raw.get("map") if documents else None
+    if items is None and entries:
+        items = []
+    if not isinstance(items, list) or not (items or entries):
         raise PlanError("the plan has no subtasks")
+    if entries is not None and not isinstance(entries, list):
+        raise PlanError("the plan's map is not a list")
     if len(items) > max_subtasks:
         raise PlanError(f"the plan has {len(items)} subtasks, more than MAX_SUBTASKS={max_subtasks}")
-    subtasks = [_subtask(item, index) for index, item in enumerate(items, start=1)]
+    known = [d.id for d in documents]
+    subtasks = [_subtask(item, index, known, repairs) for index, item in enumerate(items, start=1)]
+    templates = [_subtask(entry, index, known, repairs) for index, entry in enumerate(entries or [], start=1)]
+    if clash := {t.id for t in templates} & {s.id for s in subtasks}:
+        raise PlanError(f"map entry {sorted(clash)[0]!r} has the id of a subtask")
+    expanded, groups = expand_map(templates, documents, max_subtasks - len(subtasks), max_subtasks, repairs)
+    subtasks += expanded
+    if not subtasks:
+        raise PlanError("the plan has no subtasks")
+    resolve_groups(subtasks, groups)
     _check_graph(subtasks)
     return subtasks
 
 
-def fallback_plan(objective: str, reason: str) -> Plan:
-    """One subtask that does the whole request: always runnable."""
-    return Plan(
-        subtasks=[common_pb2.Subtask(id="t1", title="Answer the request", instruction=objective)],
-        fallback_reason=reason,
+def fallback_plan(objective: str, reason: str, documents: Documents = ()) -> Plan:
+    """One subtask that does the whole request, with every document: always runnable."""
+    subtask = common_pb2.Subtask(
+        id="t1", title="Answer the request", instruction=objective, documents=[d.id for d in documents]
     )
+    return Plan(subtasks=[subtask], fallback_reason=reason)
 
 
-def cut_plan(objective: str, max_tokens: int, lowered_from: int = 0) -> Plan:
+def cut_plan(objective: str, max_tokens: int, lowered_from: int = 0, documents: Documents = ()) -> Plan:
     """The fallback for a plan the model could not finish within its ``max_tokens``."""
     why = f" (lowered from {lowered_from} to fit the cost cap)" if lowered_from else ""
-    return fallback_plan(objective, f"the plan was cut short by its max_tokens of {max_tokens}{why}")
+    return fallback_plan(objective, f"the plan was cut short by its max_tokens of {max_tokens}{why}", documents)
 
 
-def plan_from_tool_input(raw: Mapping[str, Any], objective: str, max_subtasks: int, fallback_reason: str = "") -> Plan:
+def plan_from_tool_input(
+    raw: Mapping[str, Any], objective: str, max_subtasks: int, fallback_reason: str = "", documents: Documents = ()
+) -> Plan:
     """The model's plan, or the one-subtask fallback when it is unusable; ``fallback_reason`` tells how the provider
     had to get the input when it could not force the tool."""
+    repairs: list[str] = []
     try:
-        return Plan(subtasks=validate_plan(raw, max_subtasks), fallback_reason=fallback_reason)
+        subtasks = validate_plan(raw, max_subtasks, documents, repairs)
     except PlanError as exc:
-        return fallback_plan(objective, "; ".join(filter(None, [fallback_reason, f"unusable plan: {exc}"])))
+        reason = "; ".join(filter(None, [fallback_reason, f"unusable plan: {exc}"]))
+        return fallback_plan(objective, reason, documents)
+    return Plan(subtasks=subtasks, fallback_reason=fallback_reason, repairs=tuple(repairs))
 
 
 def route(plan: Plan, specialists: Sequence[str]) -> Plan:

@@ -17,11 +17,14 @@ from agentmesh.deadline import MARGIN_S, deadline_in, phase_timeout_s
 from agentmesh.errors import InvalidInput, NotFound
 from agentmesh.llm.provider import InvalidResponse, ProviderError
 from agentmesh.read_ahead import read_ahead
+from agentmesh.request_context import current_request_id, new_request_id
 from agentmesh.rpc.errors import PhaseFailed, downstream_failure, status_for
+from agentmesh.shared_prefix import worth_caching
 from agentmesh.teams.providers import TeamProviders
-from agentmesh.teams.spec import Team, Teams
+from agentmesh.teams.spec import AgentSpec, Team, Teams
 from agentmesh.usage import OutputCap, summarize, usage_message
 from agentmesh.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc, synthesizer_pb2, worker_pb2
+from orchestrator_svc.documents import check_documents
 from orchestrator_svc.downstream import Downstream
 from orchestrator_svc.observability import PhaseRecorder, subtask_span
 from orchestrator_svc.planner import (
@@ -45,6 +48,7 @@ from orchestrator_svc.scheduler import (
 )
 from orchestrator_svc.settings import OrchestratorSettings
 from orchestrator_svc.spend import CostAllotter
+from orchestrator_svc.warmup import Warmup
 
 logger = logging.getLogger(__name__)
 
@@ -87,13 +91,14 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
     ) -> AsyncGenerator[orchestrator_pb2.RunEvent, None]:
         recorder = PhaseRecorder()
         objective = objective_text(request.messages)
+        check_documents(request.documents)
         with recorder.phase("planning"):
             plan, plan_usage = await self._plan(request, team, objective, costs, context)
         plan = route(plan, list(team.workers))
         if plan.repairs:
             logger.warning("plan routing repaired", extra={"team": team.name, "repairs": list(plan.repairs)})
         usages = [plan_usage] if plan_usage is not None else []
-        fitted, left_out = costs.fit_or_fall_back(objective, plan)
+        fitted, left_out = costs.fit_or_fall_back(objective, plan, request.documents)
         if fitted is not plan:
             logger.warning("plan does not fit the cost cap, falling back", extra={"reason": fitted.fallback_reason})
             plan = route(fitted, list(team.workers))
@@ -109,7 +114,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         recorder.planned(plan_event.plan)
         yield plan_event
         coordination_s = self._coordination_timeout_s(context)
-        executor = self._executor(team, objective, time.monotonic() + coordination_s, costs)
+        executor = self._executor(team, request, objective, time.monotonic() + coordination_s, costs)
         scheduler = Scheduler(
             plan.subtasks,
             executor,
@@ -169,6 +174,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             worker=(first.model, first.max_tokens, first.prompt),
             synthesizer=(synthesizer.model, synthesis_tokens, synthesizer.prompt),
             specialists={name: (spec.model, spec.max_tokens, spec.prompt) for name, spec in team.workers.items()},
+            documents=request.documents,
+            prompt_cache=self._settings.prompt_cache,
         )
 
     async def _plan(
@@ -181,8 +188,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
     ) -> tuple[Plan, common_pb2.Usage | None]:
         settings = self._settings
         spec = team.orchestrator
-        prompt = planning_prompt(request.messages, spec.model, spec.max_tokens, spec.prompt)
-        tool = plan_tool(settings.max_subtasks, list(team.workers.values()))
+        documents = request.documents
+        prompt = planning_prompt(request.messages, spec.model, spec.max_tokens, spec.prompt, documents)
+        tool = plan_tool(settings.max_subtasks, list(team.workers.values()), documents)
         reservation, prompt = costs.reserve_planning(prompt, tool, objective)
         usage: common_pb2.Usage | None = None
         timeout_s = phase_timeout_s(settings.planning_timeout, context)
@@ -203,17 +211,17 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             ) from None
         except InvalidResponse as exc:
             logger.warning("planner gave no usable plan, falling back", extra={"reason": str(exc)})
-            return fallback_plan(objective, f"the planner gave no plan: {exc}"), None
+            return fallback_plan(objective, f"the planner gave no plan: {exc}", documents), None
         except ProviderError as exc:
             code, message = status_for(exc)
             raise PhaseFailed(code, f"planning failed: {message}") from None
         finally:
             costs.settle(reservation, usage)
         if usage.hit_max_tokens:  # whatever the input holds was cut off: a part of a plan is no plan
-            plan = cut_plan(objective, prompt.max_tokens, usage.max_tokens_lowered_from)
+            plan = cut_plan(objective, prompt.max_tokens, usage.max_tokens_lowered_from, documents)
             logger.warning("plan cut short by its max_tokens, falling back", extra={"reason": plan.fallback_reason})
             return plan, usage
-        plan = plan_from_tool_input(call.input, objective, settings.max_subtasks, call.fallback_reason)
+        plan = plan_from_tool_input(call.input, objective, settings.max_subtasks, call.fallback_reason, documents)
         if plan.fallback_reason != call.fallback_reason:  # the provider logs its own fallbacks, once
             logger.warning("plan rejected, falling back", extra={"reason": plan.fallback_reason})
         logger.info("planned", extra={"subtasks": len(plan.subtasks)})
@@ -233,19 +241,52 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         reserve = min(settings.synthesis_timeout, left / 2)
         return max(0.0, min(settings.worker_coordination_timeout, left - reserve))
 
-    def _executor(self, team: Team, objective: str, coordination_ends: float, costs: CostAllotter) -> Execute:
+    def _caches(self, spec: AgentSpec, objective: str) -> bool:
+        return self._settings.prompt_cache and worth_caching(spec.provider, spec.model, objective)
+
+    def _executor(
+        self,
+        team: Team,
+        run: orchestrator_pb2.RunRequest,
+        objective: str,
+        coordination_ends: float,
+        costs: CostAllotter,
+    ) -> Execute:
         """Each Execute gets what remains of the coordination phase as its deadline (a dependent starts later),
-        and its worst case is reserved before it starts: a call the cap cannot cover ends over budget."""
+        and its worst case is reserved before it starts: a call the cap cannot cover ends over budget. A worker
+        gets only its subtask's documents; when the prefix is worth caching, it waits for it to be warm."""
+        documents = {document.id: document for document in run.documents}
+        run_key = (current_request_id() or new_request_id())[:64]
+        warmup = Warmup()
 
         async def execute(
             subtask: common_pb2.Subtask, deps: list[common_pb2.SubtaskResult]
+        ) -> common_pb2.SubtaskResult:
+            specialist = team.worker(subtask.agent) or team.first_worker
+            if not self._caches(specialist, objective):
+                return await send(subtask, deps, specialist, "", None)
+            model_key = f"{specialist.provider}/{specialist.model}"
+            begun = warmup.claim(model_key)
+            if begun is None:
+                await warmup.readable(model_key)
+                return await send(subtask, deps, specialist, run_key, None)
+            try:
+                return await send(subtask, deps, specialist, run_key, begun)
+            finally:
+                begun.set()  # also when the writer failed before its response began: the others go on
+
+        async def send(
+            subtask: common_pb2.Subtask,
+            deps: list[common_pb2.SubtaskResult],
+            specialist: AgentSpec,
+            cache_key: str,
+            begun: asyncio.Event | None,
         ) -> common_pb2.SubtaskResult:
             try:
                 reservation, max_tokens = costs.reserve_worker(objective, subtask, deps)
             except BudgetExceeded as exc:
                 raise SubtaskFailed(str(exc), grpc.StatusCode.FAILED_PRECONDITION.name, OVER_BUDGET) from None
             timeout = max(0.0, coordination_ends - time.monotonic())
-            specialist = team.worker(subtask.agent) or team.first_worker
             target, worker = self._downstream.worker(specialist)
             request = worker_pb2.ExecuteRequest(
                 team=team.name,
@@ -254,6 +295,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                 dependencies=deps,
                 max_output_tokens=max_tokens,
                 max_cost_usd=reservation.amount,
+                documents=[documents[d] for d in subtask.documents if d in documents],
+                cache_key=cache_key,
+                warm=begun is not None,
             )
             usage: common_pb2.Usage | None = None
             try:
@@ -261,7 +305,11 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                     # While the workers are known to serve, a call made as a connection is being re-established
                     # (connection age, a replica restarting) waits for it instead of failing at once; when they
                     # are down, it fails at once.
-                    response = await worker.Execute(request, timeout=timeout, wait_for_ready=self._downstream.serving)
+                    call = worker.Execute(request, timeout=timeout, wait_for_ready=self._downstream.serving)
+                    if begun is not None:
+                        await call.initial_metadata()  # the prefix is readable: the others may start
+                        begun.set()
+                    response = await call
                 usage = response.result.usage
             except grpc.aio.AioRpcError as exc:
                 code, words = downstream_failure(exc)

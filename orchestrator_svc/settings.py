@@ -33,4 +33,8 @@ class OrchestratorSettings(GrpcServiceSettings, OrchestratorRole, WorkerRole, Sy
         default="synthesize", description="synthesize what is done when the coordination budget runs out, or fail"
     )
     fail_fast: bool = False
+    prompt_cache: bool = Field(
+        default=True,
+        description="a run's worker prompts share one cached prefix, written by one call before the others start",
+    )
     health_poll_interval: float = Field(default=2.0, gt=0, description="seconds between downstream health checks")

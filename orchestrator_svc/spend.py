@@ -22,6 +22,7 @@ from agentmesh.cost_cap import (
     Ledger,
     Reservation,
     affordable_tokens,
+    cache_write_surcharge,
     floor_tokens,
     input_tokens_bound,
     price_of,
@@ -31,6 +32,7 @@ from agentmesh.cost_cap import (
 )
 from agentmesh.llm.pricing import ModelPrice, PriceTable, cost_usd
 from agentmesh.llm.provider import Prompt, TokenUsage, Tool
+from agentmesh.shared_prefix import shared_prefix
 from agentmesh.v1 import common_pb2
 from orchestrator_svc.planner import Plan, fallback_plan
 
@@ -67,12 +69,44 @@ class Fit:
     synthesis_usd: float
 
 
+@dataclass(frozen=True)
+class SharedInputs:
+    """What a run's worker prompts carry besides their subtask: documents (bytes by id, labels included), and
+    whether the shared prefix (the shared instructions and the objective) leads them, possibly written to the
+    prompt cache at 1.25x."""
+
+    document_bytes: Mapping[str, int] = field(default_factory=dict)
+    prompt_cache: bool = False
+
+    @classmethod
+    def of(cls, documents: Sequence[common_pb2.Document], prompt_cache: bool) -> SharedInputs:
+        sizes = {d.id: PER_RESULT_BYTES + text_tokens_bound(d.id, d.name, d.text) for d in documents}
+        return cls(sizes, prompt_cache)
+
+    def bytes_for(self, objective: str, subtask: common_pb2.Subtask) -> int:
+        """Beyond the objective, counted once already: the subtask's documents, and with the prefix its
+        instructions and the surcharge of writing it all to the cache."""
+        documents = sum(self.document_bytes.get(d, 0) for d in subtask.documents)
+        if not self.prompt_cache:
+            return documents
+        prefix = text_tokens_bound(shared_prefix(objective))
+        return documents + prefix - text_tokens_bound(objective) + cache_write_surcharge(prefix)
+
+
+NO_SHARED_INPUTS = SharedInputs()
+
+
 def worker_input_bound(
-    objective: str, subtask: common_pb2.Subtask, dependency_bytes: int, prompt_bytes: int = UNKNOWN_PROMPT_BYTES
+    objective: str,
+    subtask: common_pb2.Subtask,
+    dependency_bytes: int,
+    prompt_bytes: int = UNKNOWN_PROMPT_BYTES,
+    shared: SharedInputs = NO_SHARED_INPUTS,
 ) -> int:
     fixed = PROMPT_OVERHEAD_TOKENS + PER_MESSAGE_OVERHEAD_TOKENS + LABEL_BYTES + prompt_bytes
     text = text_tokens_bound(objective, subtask.id, subtask.title, subtask.instruction)
-    return fixed + text + dependency_bytes + PER_RESULT_BYTES * len(subtask.depends_on)
+    extra = shared.bytes_for(objective, subtask)
+    return fixed + text + dependency_bytes + PER_RESULT_BYTES * len(subtask.depends_on) + extra
 
 
 def synthesis_input_bound(
@@ -97,14 +131,19 @@ def agent_for(workers: Workers, subtask: common_pb2.Subtask) -> Agent:
 
 
 def fit_plan(
-    available: float, objective: str, subtasks: Sequence[common_pb2.Subtask], workers: Workers, synthesizer: Agent
+    available: float,
+    objective: str,
+    subtasks: Sequence[common_pb2.Subtask],
+    workers: Workers,
+    synthesizer: Agent,
+    shared: SharedInputs = NO_SHARED_INPUTS,
 ) -> Fit:
     """Gives the workers and the synthesis the most max_tokens the cap affords at one level (each at most its own,
     the synthesis' input counting every worker's worst-case output), leaving subtasks out from the end of the plan
     while that is below the floor. ``synthesis_usd`` holds the synthesis at that level until its turn comes."""
     included = list(subtasks)
     while included:
-        line = _CostLine(objective, subtasks, included, workers, synthesizer)
+        line = _CostLine(objective, subtasks, included, workers, synthesizer, shared)
         tokens = line.most_tokens(available)
         if tokens >= line.floor:
             kept = {s.id for s in included}
@@ -118,16 +157,20 @@ def fit_plan(
         included = _without_last(included)
     raise BudgetExceeded(
         f"${available:.6f} is left after planning; one subtask with the synthesis needs at least "
-        f"${minimum_run_usd(objective, subtasks, workers, synthesizer):.6f}"
+        f"${minimum_run_usd(objective, subtasks, workers, synthesizer, shared):.6f}"
     )
 
 
 def minimum_run_usd(
-    objective: str, subtasks: Sequence[common_pb2.Subtask], workers: Workers, synthesizer: Agent
+    objective: str,
+    subtasks: Sequence[common_pb2.Subtask],
+    workers: Workers,
+    synthesizer: Agent,
+    shared: SharedInputs = NO_SHARED_INPUTS,
 ) -> float:
     """The worst case of the first of ``subtasks`` with its worker at the floor, and the synthesis of them all at
     its floor."""
-    line = _CostLine(objective, subtasks, subtasks[:1], workers, synthesizer)
+    line = _CostLine(objective, subtasks, subtasks[:1], workers, synthesizer, shared)
     return line.usd(line.floor)
 
 
@@ -142,11 +185,12 @@ class _CostLine:
         included: Sequence[common_pb2.Subtask],
         workers: Workers,
         synthesizer: Agent,
+        shared: SharedInputs = NO_SHARED_INPUTS,
     ) -> None:
         s = synthesizer.price
         agents = [agent_for(workers, sub) for sub in included]
         fixed = sum(
-            worst_case_usd(a.price, worker_input_bound(objective, sub, 0, a.prompt_bytes), 0)
+            worst_case_usd(a.price, worker_input_bound(objective, sub, 0, a.prompt_bytes, shared), 0)
             for a, sub in zip(agents, included, strict=True)
         )
         fixed += worst_case_usd(s, synthesis_input_bound(objective, subtasks, 0, synthesizer.prompt_bytes), 0)
@@ -205,6 +249,7 @@ class CostAllotter:
     worker_tokens: int = 0
     # Each specialist's model and cap by name; a subtask naming none of them is priced as ``worker``.
     specialists: Mapping[str, Agent] = field(default_factory=dict)
+    shared: SharedInputs = NO_SHARED_INPUTS
     _synthesis_hold: Reservation | None = field(default=None, repr=False)
 
     @classmethod
@@ -215,13 +260,16 @@ class CostAllotter:
         worker: AgentConfig,
         synthesizer: AgentConfig,
         specialists: Mapping[str, AgentConfig] | None = None,
+        documents: Sequence[common_pb2.Document] = (),
+        prompt_cache: bool = False,
     ) -> CostAllotter:
         """``worker`` is the team's first specialist. Raises ``Unpriced`` when capped and a model has no price:
         the cap could not be guaranteed."""
         default, synthesis = _agent(worker, prices, cap), _agent(synthesizer, prices, cap)
         named = {name: _agent(config, prices, cap) for name, config in (specialists or {}).items()}
         most = max([default.max_tokens, *(agent.max_tokens for agent in named.values())])
-        return cls(Ledger(cap), prices, default, synthesis, worker_tokens=most, specialists=named)
+        shared = SharedInputs.of(documents, prompt_cache)
+        return cls(Ledger(cap), prices, default, synthesis, worker_tokens=most, specialists=named, shared=shared)
 
     def _by_agent(self) -> Mapping[str, Agent]:
         """The default first: ``agent_for`` falls back to the first entry."""
@@ -239,7 +287,7 @@ class CostAllotter:
         price = price_of(prompt.model, self.prices)
         input_tokens = input_tokens_bound(prompt, tool)
         one = [common_pb2.Subtask(id="t1", title="Answer the request", instruction=objective)]
-        rest = minimum_run_usd(objective, one, self.worker, self.synthesizer)
+        rest = minimum_run_usd(objective, one, self.worker, self.synthesizer, self.shared)
         floor = floor_tokens(prompt.max_tokens, PLANNER_OUTPUT_TOKENS_FLOOR)
         smallest = worst_case_usd(price, input_tokens, floor) + rest
         if smallest > self.ledger.cap:
@@ -256,20 +304,23 @@ class CostAllotter:
         """Holds the synthesis, sets the workers' max_tokens; returns the subtasks left out, with the reason."""
         if not self.capped:
             return {}
-        fit = fit_plan(self.ledger.available, objective, subtasks, self._by_agent(), self.synthesizer)
+        fit = fit_plan(self.ledger.available, objective, subtasks, self._by_agent(), self.synthesizer, self.shared)
         self.worker_tokens = fit.worker_tokens
         self._synthesis_hold = self.ledger.reserve(fit.synthesis_usd)
         kept = len(subtasks) - len(fit.left_out)
         why = f"left out: the cost cap of ${self.ledger.cap:.6f} covers {kept} of {len(subtasks)} subtasks"
         return dict.fromkeys(fit.left_out, why)
 
-    def fit_or_fall_back(self, objective: str, plan: Plan) -> tuple[Plan, dict[str, str]]:
+    def fit_or_fall_back(
+        self, objective: str, plan: Plan, documents: Sequence[common_pb2.Document] = ()
+    ) -> tuple[Plan, dict[str, str]]:
         """``fit``, or, when not even the plan's first subtask fits in what planning left (a long one), the
         one-subtask fallback, which planning always leaves room for; the plan says why."""
         try:
             return plan, self.fit(objective, plan.subtasks)
         except BudgetExceeded as exc:
-            fallback = fallback_plan(objective, f"not one subtask of the plan fits the cost cap ({exc})")
+            why = f"not one subtask of the plan fits the cost cap ({exc})"
+            fallback = fallback_plan(objective, why, documents)
             return fallback, self.fit(objective, fallback.subtasks)
 
     def reserve_worker(
@@ -280,7 +331,7 @@ class CostAllotter:
             return self.ledger.reserve(0.0), 0
         dependency_bytes = text_tokens_bound(*(dep.output for dep in deps))
         agent = agent_for(self._by_agent(), subtask)
-        input_tokens = worker_input_bound(objective, subtask, dependency_bytes, agent.prompt_bytes)
+        input_tokens = worker_input_bound(objective, subtask, dependency_bytes, agent.prompt_bytes, self.shared)
         price = agent.price
         wanted = min(self.worker_tokens, agent.max_tokens)
         tokens = affordable_tokens(price, input_tokens, self.ledger.available, wanted)

@@ -10,11 +10,13 @@ import grpc
 from agentmesh import metrics
 from agentmesh.cost_cap import fit_call
 from agentmesh.llm.metered import outcome_of
+from agentmesh.shared_prefix import RESPONSE_BEGUN
 from agentmesh.usage import OutputCap, usage_message
 from agentmesh.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from worker_svc.agents import Specialists
 from worker_svc.settings import WorkerSettings
 from worker_svc.task import build_prompt
+from worker_svc.warm import complete_announcing
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,12 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         started = time.monotonic()
         outcome = "ok"
         try:
-            completion = await served.provider.complete(prompt)
+            if request.warm:
+                completion = await complete_announcing(
+                    served.provider, prompt, lambda: context.send_initial_metadata(((RESPONSE_BEGUN, "1"),))
+                )
+            else:
+                completion = await served.provider.complete(prompt)
         except BaseException as exc:
             outcome = outcome_of(exc)
             raise

@@ -13,6 +13,7 @@ from anthropic.types import (
     AssistantMessageParam,
     MessageDeltaUsage,
     MessageParam,
+    TextBlockParam,
     ToolChoiceParam,
     ToolUnionParam,
     Usage,
@@ -135,7 +136,7 @@ class AnthropicProvider:
                 model=prompt.model,
                 max_tokens=prompt.max_tokens,
                 messages=_messages(prompt),
-                system=prompt.system or anthropic.omit,
+                system=_system(prompt),
                 stream=True,
                 extra_headers=request_headers(),
             )
@@ -169,7 +170,7 @@ class AnthropicProvider:
                 model=prompt.model,
                 max_tokens=prompt.max_tokens,
                 messages=_messages(prompt),
-                system=prompt.system or anthropic.omit,
+                system=_system(prompt),
                 tools=tools,
                 tool_choice=tool_choice,
                 extra_headers=request_headers(),
@@ -211,6 +212,17 @@ def map_stream_transport_error(exc: httpx2.TransportError, where: str) -> Unavai
     if isinstance(exc, httpx2.TimeoutException):
         return Unavailable(f"the Anthropic API at {where} stopped sending mid-stream (read timeout)", retryable=True)
     return Unavailable(f"the connection to the Anthropic API at {where} broke mid-stream", retryable=True)
+
+
+def _system(prompt: Prompt) -> str | list[TextBlockParam] | Omit:
+    """With a cached prefix, the system prompt as blocks: the shared one ends with a cache breakpoint."""
+    if prompt.cache is None:
+        return prompt.system or anthropic.omit
+    shared, own = prompt.system[: prompt.cache.chars], prompt.system[prompt.cache.chars :].strip()
+    blocks: list[TextBlockParam] = [{"type": "text", "text": shared, "cache_control": {"type": "ephemeral"}}]
+    if own:
+        blocks.append({"type": "text", "text": own})
+    return blocks
 
 
 def _messages(prompt: Prompt) -> list[MessageParam]:

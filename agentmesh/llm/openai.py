@@ -152,6 +152,7 @@ class OpenAIProvider:
                 max_completion_tokens=max_completion_tokens,
                 stream=True,
                 stream_options={"include_usage": True},
+                prompt_cache_key=_cache_key(prompt),
                 extra_headers=request_headers(),
             )
             async with chunks:  # leaving early (cancelled, consumer gone) closes the upstream response
@@ -252,6 +253,7 @@ class OpenAIProvider:
                 tools=tools,
                 tool_choice=tool_choice,
                 response_format=response_format,
+                prompt_cache_key=_cache_key(prompt),
                 extra_headers=request_headers(),
             )
         except openai.APIError as exc:
@@ -286,6 +288,11 @@ def map_error(exc: openai.APIError, where: str, api_key: str | None = None) -> P
     return error_for_status(
         status, said, api="model server", key_variable="OPENAI_API_KEY", retry_after=retry_after, details=details
     )
+
+
+def _cache_key(prompt: Prompt) -> str | Omit:
+    """The calls sharing a cached prefix go to one cache (OpenAI caches long prompts on its own)."""
+    return prompt.cache.key if prompt.cache is not None else openai.omit
 
 
 def _messages(prompt: Prompt) -> list[ChatCompletionMessageParam]:

@@ -18,6 +18,18 @@ class Message:
 
 
 @dataclass(frozen=True)
+class CachedPrefix:
+    """The first ``chars`` characters of ``Prompt.system`` are the same, byte for byte, in every call sharing ``key``.
+
+    A provider whose API caches prompts marks it (Anthropic: a ``cache_control`` breakpoint after it; OpenAI:
+    ``prompt_cache_key=key``, so those calls land on one cache); others ignore it.
+    """
+
+    chars: int
+    key: str
+
+
+@dataclass(frozen=True)
 class Prompt:
     """A model call's input: which model, what to say, and how much it may answer."""
 
@@ -25,6 +37,7 @@ class Prompt:
     system: str
     messages: Sequence[Message]
     max_tokens: int
+    cache: CachedPrefix | None = None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Annotated, cast
 from dotenv import dotenv_values
 from pydantic import AfterValidator
 
+from agentmesh.llm import prompt_cache
 from agentmesh.llm.provider import LLMProvider
 
 
@@ -25,11 +26,17 @@ from agentmesh.llm.provider import LLMProvider
 class ProviderEntry:
     module: str
     credentials: tuple[str, ...] = ()  # any one of these set configures the provider; () needs none
+    # The fewest tokens of a prompt prefix the API caches, by model; None: it caches nothing.
+    cache_minimum: Callable[[str], int] | None = None
 
 
 PROVIDERS: Mapping[str, ProviderEntry] = {
-    "anthropic": ProviderEntry("agentmesh.llm.anthropic", ("ANTHROPIC_API_KEY",)),
-    "openai": ProviderEntry("agentmesh.llm.openai", ("OPENAI_API_KEY", "OPENAI_BASE_URL")),
+    "anthropic": ProviderEntry(
+        "agentmesh.llm.anthropic", ("ANTHROPIC_API_KEY",), cache_minimum=prompt_cache.anthropic_minimum
+    ),
+    "openai": ProviderEntry(
+        "agentmesh.llm.openai", ("OPENAI_API_KEY", "OPENAI_BASE_URL"), cache_minimum=prompt_cache.openai_minimum
+    ),
     "offline": ProviderEntry("agentmesh.llm.offline"),
 }
 
@@ -69,6 +76,12 @@ def load(name: str) -> Callable[[], LLMProvider]:
     """The ``create`` of provider ``name``; importing its module loads its SDK."""
     module = importlib.import_module(PROVIDERS[check_name(name)].module)
     return cast(Callable[[], LLMProvider], module.create)
+
+
+def caches(name: str, model: str, tokens: int) -> bool:
+    """Whether provider ``name``'s API caches a prefix of ``tokens`` tokens for ``model``."""
+    minimum = PROVIDERS[check_name(name)].cache_minimum
+    return minimum is not None and tokens >= minimum(model)
 
 
 # A provider name checked against the registry, so a new provider needs no change where names are read.

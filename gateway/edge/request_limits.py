@@ -28,6 +28,10 @@ def check_request_limits(body: ChatCompletionRequest, *, max_messages: int, max_
 
 
 def _chars(message: ChatMessageIn) -> int:
+    """A file part counts as the bytes its base64 data decodes to (at most): its text's size, roughly."""
     content = message.content
-    text = len(content) if isinstance(content, str) else sum(len(part.text or "") for part in content or ())
-    return text + len(message.name or "")
+    if isinstance(content, str):
+        return len(content) + len(message.name or "")
+    parts = content or ()
+    files = sum(len(part.file.file_data or "") * 3 // 4 for part in parts if part.file is not None)
+    return sum(len(part.text or "") for part in parts) + files + len(message.name or "")

@@ -31,13 +31,24 @@ class InvalidRequest(Exception):
         self.param = param
 
 
+class FileIn(BaseModel):
+    """A ``file`` content part's file: its name and its content as a data URL (``file_id`` is refused)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    filename: Text | None = None
+    file_data: Text | None = None
+    file_id: Text | None = None
+
+
 class ContentPart(BaseModel):
-    """One part of a message's content; only ``type: "text"`` is supported (checked by translate)."""
+    """One part of a message's content: ``text``, or a ``file`` (a document; checked by translate)."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
     type: Text
     text: Text | None = None
+    file: FileIn | None = None
 
 
 class ChatMessageIn(BaseModel):

@@ -8,6 +8,7 @@ from typing import Any
 
 from agentmesh.usage import outcome_name
 from agentmesh.v1 import common_pb2, orchestrator_pb2
+from gateway.openai.documents import document_text
 from gateway.openai.protocol import (
     AgentUsage,
     AssistantMessage,
@@ -16,6 +17,7 @@ from gateway.openai.protocol import (
     ChatMessageIn,
     Choice,
     CompletionUsage,
+    FileIn,
     InvalidRequest,
     UnfinishedSubtask,
 )
@@ -27,39 +29,55 @@ _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant"
 def to_run_request(request: ChatCompletionRequest) -> orchestrator_pb2.RunRequest:
     if request.n != 1:
         raise InvalidRequest("n must be 1: the service returns a single choice", "n")
-    messages = [_chat_message(message, index) for index, message in enumerate(request.messages)]
+    documents: list[common_pb2.Document] = []
+    messages = [_chat_message(message, index, documents) for index, message in enumerate(request.messages)]
     if not any(message.role == "user" for message in messages):
         raise InvalidRequest("messages must contain at least one user message", "messages")
     max_tokens = request.max_completion_tokens or request.max_tokens or 0
-    return orchestrator_pb2.RunRequest(messages=messages, max_output_tokens=max_tokens)
+    return orchestrator_pb2.RunRequest(messages=messages, max_output_tokens=max_tokens, documents=documents)
 
 
-def _chat_message(message: ChatMessageIn, index: int) -> common_pb2.ChatMessage:
+def _chat_message(message: ChatMessageIn, index: int, documents: list[common_pb2.Document]) -> common_pb2.ChatMessage:
     role = _ROLES.get(message.role)
     if role is None:
         raise InvalidRequest(
             f"messages[{index}]: role {message.role!r} is not supported (use system, developer, user or assistant)",
             f"messages[{index}].role",
         )
-    return common_pb2.ChatMessage(role=role, content=_text_of(message, index))
+    return common_pb2.ChatMessage(role=role, content=_text_of(message, index, documents))
 
 
-def _text_of(message: ChatMessageIn, index: int) -> str:
-    """Flattens string or text-part content; anything but text (images, audio, files) is rejected."""
+def _text_of(message: ChatMessageIn, index: int, documents: list[common_pb2.Document]) -> str:
+    """Flattens string or text-part content; ``file`` parts of a user message become documents (D1, D2, ...,
+    numbered across the conversation). Anything else (images, audio) is rejected."""
     content = message.content
     if content is None:
         raise InvalidRequest(f"messages[{index}]: content is required", f"messages[{index}].content")
     if isinstance(content, str):
         return content
-    texts = []
+    texts, attached = [], []
     for part_index, part in enumerate(content):
         param = f"messages[{index}].content[{part_index}]"
+        if part.type == "file" and message.role == "user":
+            attached.append(_document(part.file, len(documents) + 1, param))
+            documents.append(attached[-1])
+            continue
         if part.type != "text":
-            raise InvalidRequest(f"{param}: content parts of type {part.type!r} are not supported; send text", param)
+            supported = "send text, or files in a user message" if part.type != "file" else "files go in user messages"
+            raise InvalidRequest(f"{param}: content parts of type {part.type!r} are not supported; {supported}", param)
         if part.text is None:
             raise InvalidRequest(f"{param}: a text part needs a 'text' string", param)
         texts.append(part.text)
+    if not texts and attached:  # a message of documents alone still says something
+        return "(attached: " + ", ".join(f"{d.id} {d.name}" for d in attached) + ")"
     return "\n".join(texts)
+
+
+def _document(file: FileIn | None, number: int, param: str) -> common_pb2.Document:
+    if file is None:
+        raise InvalidRequest(f"{param}: a file part needs a 'file' object with filename and file_data", param)
+    text = document_text(file, param)
+    return common_pb2.Document(id=f"D{number}", name=file.filename or f"document-{number}", text=text)
 
 
 def unfinished(finished: orchestrator_pb2.SubtaskFinished) -> UnfinishedSubtask | None:
