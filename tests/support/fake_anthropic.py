@@ -48,6 +48,7 @@ from tests.support.fake_api import (
     text_of,
     words,
 )
+from tests.support.fake_cache import CacheUse, anthropic_use
 
 __all__ = [
     "ANSWER_PREFIX",
@@ -120,9 +121,13 @@ class FakeAnthropic(FakeAPI):
         body = {"type": "error", "error": {"type": error_type, "message": message}}
         await send_json(send, status, body, {**_HEADERS, **(extra or {})})
 
+    def arrived(self, record: RecordedRequest, behaviour: Behaviour) -> None:
+        record.cache = anthropic_use(record.body, self.prompt_cache)
+
     async def answer(self, record: RecordedRequest, behaviour: Behaviour, answer_id: str, send: Send) -> None:
-        answer = _answer(record.body, behaviour)
+        answer = _answer(record.body, behaviour, record.cache)
         record.answer = answer.tool_input if answer.tool_name else answer.text
+        self.prompt_cache.begin(record.cache)  # the response begins now: what it wrote is readable
         if record.body.get("stream"):
             await _send_stream(send, answer, behaviour, answer_id, lambda: self.record_usage(record, answer.usage))
         else:
@@ -139,7 +144,7 @@ def _forced_tool(body: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _answer(body: Mapping[str, Any], behaviour: Behaviour) -> _Answer:
+def _answer(body: Mapping[str, Any], behaviour: Behaviour, cache: CacheUse) -> _Answer:
     asked = last_user_text(body)
     answer = _Answer(model=body["model"])
     if (tool := _forced_tool(body)) and not behaviour.refuse_tool:
@@ -160,11 +165,13 @@ def _answer(body: Mapping[str, Any], behaviour: Behaviour) -> _Answer:
             answer.text, answer.stop_reason = answer.text[: 4 * body["max_tokens"] - 1], "max_tokens"
         out_chars = len(answer.text)
     in_chars = len(text_of(body.get("system", ""))) + sum(len(text_of(m.get("content"))) for m in body["messages"])
+    written, read = behaviour.cache_creation_input_tokens, behaviour.cache_read_input_tokens
+    scripted = written != 0 or read != 0
     answer.usage = {
-        "input_tokens": in_chars // 4 + 1,
+        "input_tokens": in_chars // 4 + 1 - (0 if scripted else cache.write + cache.read),
         "output_tokens": out_chars // 4 + 1,
-        "cache_creation_input_tokens": behaviour.cache_creation_input_tokens,
-        "cache_read_input_tokens": behaviour.cache_read_input_tokens,
+        "cache_creation_input_tokens": written if scripted else cache.write,
+        "cache_read_input_tokens": read if scripted else cache.read,
     }
     return answer
 
@@ -256,11 +263,13 @@ async def _send_stream(
 
 
 def agent_of(request: Mapping[str, Any]) -> str:
-    """Which agent made a recorded request: the forced plan tool is the orchestrator, a stream the synthesizer."""
+    """Which agent made a recorded request: the forced plan tool is the orchestrator, a stream the synthesizer
+    (unless it is a worker's, whose message starts "Subtask ": the call that warms a run's cached prefix)."""
     body = request["body"]
     if body.get("tool_choice", {}).get("name") == "plan":
         return "orchestrator"
-    return "synthesizer" if body.get("stream") else "worker"
+    worker = last_user_text(body).startswith("Subtask ")
+    return "synthesizer" if body.get("stream") and not worker else "worker"
 
 
 def spawn_fake_anthropic(api_key: str | None = None) -> AbstractContextManager[FakeAnthropicProcess]:

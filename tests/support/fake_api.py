@@ -36,6 +36,8 @@ from typing import Any, ClassVar, Self
 import httpx
 import uvicorn
 
+from tests.support.fake_cache import CacheUse, PromptCache
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -127,6 +129,7 @@ class RecordedRequest:
     answer: Any = None
     usage: dict[str, Any] | None = None
     disconnected: bool = False
+    cache: CacheUse = field(default_factory=CacheUse)
     received_s: float = field(default_factory=time.monotonic)
     finished_s: float | None = None
 
@@ -150,6 +153,7 @@ class FakeAPI:
         self._default = Behaviour()
         self._requests: list[RecordedRequest] = []
         self._in_flight = 0
+        self.prompt_cache = PromptCache()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -169,6 +173,9 @@ class FakeAPI:
         """Sends the 200 answer; calls ``record_usage`` before the usage leaves."""
         raise NotImplementedError
 
+    def arrived(self, record: RecordedRequest, behaviour: Behaviour) -> None:
+        """What the API decides as a valid request arrives, before its latency: its prompt cache lookup."""
+
     # -- scripting and inspection (thread-safe) --
 
     def script(self, *behaviours: Behaviour, times: int = 1) -> None:
@@ -187,6 +194,7 @@ class FakeAPI:
             self._script.clear()
             self._default = Behaviour()
             self._requests.clear()
+            self.prompt_cache = PromptCache()
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -287,6 +295,7 @@ class FakeAPI:
             await self.send_error(send, status, error_type, message)
             return
         behaviour = self._next_behaviour(record.body)
+        self.arrived(record, behaviour)
         await asyncio.sleep(behaviour.latency_s)
         record.status = behaviour.status
         if behaviour.status != 200:

@@ -53,6 +53,7 @@ from tests.support.fake_api import (
     text_of,
     words,
 )
+from tests.support.fake_cache import CacheUse, openai_use
 
 __all__ = ["ANSWER_PREFIX", "Behaviour", "FakeOpenAI", "FakeOpenAIProcess", "agent_of", "spawn_fake_openai"]
 
@@ -115,6 +116,10 @@ class FakeOpenAI(FakeAPI):
     ) -> None:
         await send_json(send, status, _error_body(status, error_type, message), {**_HEADERS, **(extra or {})})
 
+    def arrived(self, record: RecordedRequest, behaviour: Behaviour) -> None:
+        prompt_tokens = _prompt_chars(record.body) // 4 + 1
+        record.cache = openai_use(record.body, self.prompt_cache, prompt_tokens)
+
     async def answer(self, record: RecordedRequest, behaviour: Behaviour, answer_id: str, send: Send) -> None:
         body = record.body
         if refused := _refused(body, behaviour):
@@ -122,8 +127,9 @@ class FakeOpenAI(FakeAPI):
             record.status = 400
             await send_json(send, 400, _error_body(400, "invalid_request_error", message, param), _HEADERS)
             return
-        answer = _answer(body, behaviour)
+        answer = _answer(body, behaviour, record.cache)
         record.answer = answer.tool_input if answer.tool_name else answer.text
+        self.prompt_cache.begin(record.cache)  # the response begins now: this prompt is cached
         if not body.get("stream"):
             self.record_usage(record, answer.usage)
             await send_json(send, 200, _completion_json(answer, answer_id), _HEADERS)
@@ -198,7 +204,11 @@ def _schema_name(body: Mapping[str, Any]) -> str | None:
     return str(response_format["json_schema"]["name"]) if response_format.get("type") == "json_schema" else None
 
 
-def _answer(body: Mapping[str, Any], behaviour: Behaviour) -> _Answer:
+def _prompt_chars(body: Mapping[str, Any]) -> int:
+    return sum(len(text_of(m.get("content"))) for m in body["messages"])
+
+
+def _answer(body: Mapping[str, Any], behaviour: Behaviour, cache: CacheUse) -> _Answer:
     asked = last_user_text(body)
     answer = _Answer(model=body["model"], created=int(time.time()))
     tool, schema = _forced_tool(body), _schema_name(body)
@@ -215,9 +225,10 @@ def _answer(body: Mapping[str, Any], behaviour: Behaviour) -> _Answer:
     else:
         answer.text = default_text(asked, behaviour)
         out_chars = len(answer.text)
-    in_chars = sum(len(text_of(m.get("content"))) for m in body["messages"])
-    cached = behaviour.cache_read_input_tokens
-    prompt, completion = in_chars // 4 + 1 + (cached or 0), out_chars // 4 + 1
+    scripted = behaviour.cache_read_input_tokens
+    cached = scripted if scripted != 0 else cache.read
+    # Scripted cached tokens come on top of the prompt's own; the fake cache's are part of it.
+    prompt, completion = _prompt_chars(body) // 4 + 1 + (scripted or 0), out_chars // 4 + 1
     answer.usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
     if cached is not None:  # some compatible servers send no details at all
         answer.usage["prompt_tokens_details"] = {"cached_tokens": cached, "audio_tokens": 0}
@@ -327,7 +338,8 @@ def agent_of(request: Mapping[str, Any]) -> str:
     body = request["body"]
     if _forced_tool(body) == "plan" or _schema_name(body) == "plan":
         return "orchestrator"
-    return "synthesizer" if body.get("stream") else "worker"
+    worker = last_user_text(body).startswith("Subtask ")  # a worker's stream warms a run's cached prefix
+    return "synthesizer" if body.get("stream") and not worker else "worker"
 
 
 def spawn_fake_openai(api_key: str | None = None) -> AbstractContextManager[FakeOpenAIProcess]:
