@@ -10,8 +10,8 @@ from agentmesh.errors import InvalidInput
 from agentmesh.llm.provider import Message, Prompt, Role, Tool
 from agentmesh.teams.spec import AgentSpec
 from agentmesh.v1 import common_pb2
+from orchestrator_svc.documents import PlanError as PlanError  # raised here too; callers import it from here
 from orchestrator_svc.documents import (
-    PlanError,
     documents_schema,
     expand_map,
     index_text,

@@ -69,6 +69,22 @@ async def test_sdk_sees_authentication_error(gateway: Gateway) -> None:
             {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]},
             "messages[0].content[0]",
         ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "file",
+                                "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERg=="},
+                            }
+                        ],
+                    }
+                ]
+            },
+            "messages[0].content[0]",
+        ),
         ({"messages": USER, "n": 2}, "n"),
         ({"messages": [{"role": "system", "content": "only system"}]}, "messages"),
         ({"messages": [*USER, {"role": "tool", "content": "42", "tool_call_id": "c1"}]}, "messages[1].role"),

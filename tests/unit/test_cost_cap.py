@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from agentmesh.cost_cap import (
@@ -15,11 +17,18 @@ from agentmesh.cost_cap import (
     usd_rounded_up,
     worst_case_usd,
 )
-from agentmesh.llm.pricing import ModelPrice
-from agentmesh.llm.provider import Message, Prompt, Tool
+from agentmesh.llm.pricing import ModelPrice, cost_usd
+from agentmesh.llm.provider import CachedPrefix, Message, Prompt, TokenUsage, Tool
 from agentmesh.v1 import common_pb2
 from orchestrator_svc.planner import Plan
-from orchestrator_svc.spend import Agent, CostAllotter, fit_plan, minimum_run_usd
+from orchestrator_svc.spend import (
+    Agent,
+    CostAllotter,
+    SharedInputs,
+    fit_plan,
+    minimum_run_usd,
+    worker_input_bound,
+)
 
 PRICES = {"big": ModelPrice(3.0, 15.0), "small": ModelPrice(1.0, 5.0)}
 WORKER = Agent("small", PRICES["small"], 1000)
@@ -159,3 +168,24 @@ def test_a_plan_whose_first_subtask_does_not_fit_falls_back_to_the_one_planning_
     held.settle(held.amount)
     fitting = Plan(subtasks=[common_pb2.Subtask(id="a", title="short", instruction="q")])
     assert again.fit_or_fall_back("question", fitting)[0] is fitting
+
+
+def test_a_cached_prefix_is_bounded_as_written_to_the_cache_the_dearest_it_can_be() -> None:
+    prefix = "p" * 10_000
+    plain = Prompt(model="small", system=prefix + "\n\nrole", messages=[Message("user", "task")], max_tokens=10)
+    cached = dataclasses.replace(plain, cache=CachedPrefix(chars=len(prefix), key="run"))
+    # A write costs 1.25x input: the bound grows by a quarter of the prefix, so the worst case covers it.
+    assert input_tokens_bound(cached) == input_tokens_bound(plain) + 2_500
+    written = TokenUsage(model="small", input_tokens=10, cache_creation_input_tokens=len(prefix), output_tokens=10)
+    assert cost_usd(written, PRICES) <= worst_case_usd(PRICES["small"], input_tokens_bound(cached), 10)
+    assert fit_call(cached, PRICES, 1.0).cache == cached.cache  # fitting keeps the cache hint
+
+
+def test_the_orchestrator_bounds_a_workers_documents_and_its_cached_prefix() -> None:
+    documents = [common_pb2.Document(id="D1", name="a.md", text="x" * 4_000)]
+    subtask = common_pb2.Subtask(id="t1", title="t", instruction="do it", documents=["D1"])
+    bare = worker_input_bound("objective", subtask, 0)
+    with_documents = worker_input_bound("objective", subtask, 0, shared=SharedInputs.of(documents, prompt_cache=False))
+    cached = worker_input_bound("objective", subtask, 0, shared=SharedInputs.of(documents, prompt_cache=True))
+    assert with_documents >= bare + 4_000
+    assert cached > with_documents
