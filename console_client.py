@@ -91,7 +91,8 @@ def format_usage(usage: CompletionUsage) -> str:
     ]
     agents = extra.get("agents") or []
     if agents:
-        lines.append(f"  {'agent':<20} {'model':<28} {'calls':>5} {'input':>8} {'output':>8} {'cost_usd':>10}")
+        header = f"{'calls':>5} {'input':>8} {'cache_w':>8} {'cache_r':>8} {'output':>8} {'cost_usd':>10}"
+        lines.append(f"  {'agent':<20} {'model':<28} {header}")
     for agent in agents:
         lines.append(_agent_row(agent))
     return "\n".join(lines)
@@ -102,9 +103,11 @@ def _agent_row(agent: Mapping[str, Any]) -> str:
     cost_text = f"{cost:.6f}" if isinstance(cost, int | float) else "unpriced"  # null: the model has no price
     # A worker row names its specialist: "worker/researcher".
     name = "/".join(filter(None, [agent.get("agent", "?"), agent.get("specialist")]))
+    # input is uncached; cache_w was written to the prompt cache (1.25x input price), cache_r read from it (0.1x).
+    written, read = agent.get("cache_creation_input_tokens", 0), agent.get("cache_read_input_tokens", 0)
     return (
         f"  {name:<20} {agent.get('model', '?'):<28} {agent.get('calls', ''):>5} "
-        f"{agent.get('input_tokens', 0):>8} {agent.get('output_tokens', 0):>8} {cost_text:>10}"
+        f"{agent.get('input_tokens', 0):>8} {written:>8} {read:>8} {agent.get('output_tokens', 0):>8} {cost_text:>10}"
     )
 
 

@@ -12,6 +12,7 @@ from tests.support.fake_anthropic import FakeAnthropicProcess, spawn_fake_anthro
 from tests.support.fanout import (
     API_KEY,
     CHARS_PER_TOKEN,
+    chat,
     document,
     fanout_mesh,
     fanout_plan,
@@ -96,3 +97,28 @@ def test_each_worker_receives_its_own_document_and_none_of_the_others(
     documents_tokens = sum(len(text) for _, text in documents) // CHARS_PER_TOKEN
     prefix_tokens = len(shared_prefix(request)) // CHARS_PER_TOKEN
     assert run.worker_input_tokens <= 1.5 * documents_tokens + 40 * prefix_tokens
+
+
+def test_a_writer_that_fails_lets_the_other_workers_go_on(cached: ProcessMesh, fake: FakeAnthropicProcess) -> None:
+    fake.control("POST", "reset")
+    fake.script({"tool_input": fanout_plan(4)}, {"status": 400, "match_text": "^Subtask t1:"})
+    answer, _ = chat(cached, f"{REQUEST}\n\n{shared_context(CONTEXT_TOKENS)}")
+
+    assert [(s["id"], s["outcome"]) for s in answer["usage"]["failed_subtasks"]] == [("t1", "failed")]
+    (row,) = [r for r in answer["usage"]["agents"] if r["agent"] == "worker"]
+    assert row["calls"] == 3  # they were not left waiting for a prefix nobody wrote
+    assert row["cache_creation_input_tokens"] + row["cache_read_input_tokens"] >= 3 * CONTEXT_TOKENS
+
+
+def test_under_a_cost_cap_the_cached_prefix_is_reserved_as_written_and_the_run_fits(
+    cached: ProcessMesh, fake: FakeAnthropicProcess
+) -> None:
+    fake.control("POST", "reset")
+    fake.script({"tool_input": fanout_plan(16)})
+    answer, _ = chat(cached, f"{REQUEST}\n\n{shared_context(CONTEXT_TOKENS)}", max_cost_usd=2.0)
+
+    usage = answer["usage"]
+    assert usage["failed_subtasks"] == []
+    assert usage["cost_usd"] <= usage["max_cost_usd"] == 2.0
+    (row,) = [r for r in usage["agents"] if r["agent"] == "worker"]
+    assert row["cache_read_input_tokens"] >= 15 * CONTEXT_TOKENS

@@ -85,12 +85,12 @@ def file_part(name: str, text: str) -> dict[str, Any]:
     return {"type": "file", "file": {"filename": name, "file_data": f"data:text/markdown;base64,{data}"}}
 
 
-def chat(mesh: ProcessMesh, content: str | list[dict[str, Any]]) -> tuple[dict[str, Any], float]:
-    """A non-streaming chat completion through the gateway, and its wall time in seconds."""
+def chat(mesh: ProcessMesh, content: str | list[dict[str, Any]], **fields: Any) -> tuple[dict[str, Any], float]:
+    """A non-streaming chat completion through the gateway (``fields`` added to its body), and its wall time."""
     started = time.perf_counter()
     response = httpx.post(
         f"{mesh.base_url}/v1/chat/completions",
-        json={"model": "agentmesh", "messages": [{"role": "user", "content": content}]},
+        json={"model": "agentmesh", "messages": [{"role": "user", "content": content}], **fields},
         headers={"Authorization": f"Bearer {mint_token(mesh.jwt_secret)}"},
         timeout=120,
     )

@@ -260,7 +260,14 @@
         el("td", {}, agent.specialist ? `${agent.agent} · ${agent.specialist}` : agent.agent),
         el("td", {}, agent.model),
         el("td", { class: "number" }, String(agent.calls)),
-        el("td", { class: "number" }, String(agent.input_tokens + agent.cache_creation_input_tokens + agent.cache_read_input_tokens)),
+        el(
+          "td",
+          {
+            class: "number",
+            title: `${agent.input_tokens} uncached, ${agent.cache_creation_input_tokens} written to the prompt cache, ${agent.cache_read_input_tokens} read from it`,
+          },
+          String(agent.input_tokens + agent.cache_creation_input_tokens + agent.cache_read_input_tokens),
+        ),
         el("td", { class: "number" }, String(agent.output_tokens)),
         el("td", { class: "number max-tokens" }, maxTokens(agent)),
         el("td", { class: "number" }, usd(agent.cost_usd)),
