@@ -41,6 +41,7 @@ class _Subtask:
             agent=self.subtask.agent or None,
             instruction=self.subtask.instruction,
             depends_on=list(self.subtask.depends_on),
+            documents=list(self.subtask.documents),
             # Skipped or never started: placed where the run gave up on it.
             started_ms=finished_ms if self.started_ms is None else self.started_ms,
             finished_ms=finished_ms,

@@ -34,6 +34,7 @@ class SubtaskView(BaseModel):
     agent: str | None = Field(default=None, description="the worker specialist that runs it")
     instruction: str
     depends_on: list[str]
+    documents: list[str] = Field(default_factory=list, description="ids of the request's documents its worker got")
     started_ms: int | None = Field(description=f"{MS_FROM_START}; for one never started, when it was given up")
     finished_ms: int | None = Field(description=MS_FROM_START)
     outcome: str = Field(

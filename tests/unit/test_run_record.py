@@ -156,3 +156,11 @@ def test_the_history_keeps_the_newest_runs_of_each_subject_apart() -> None:
     # The same id from another subject is another run: it replaces nobody's.
     history.start("chatcmpl-3", "req-x", "mallory", stream=False)
     assert history.get("alice", "chatcmpl-3") is not None
+
+
+def test_a_subtasks_documents_are_part_of_the_run_view() -> None:
+    record = _record(Clock())
+    subtask = common_pb2.Subtask(id="m1-D2", title="Summarise: b.md", instruction="summarise it", documents=["D2"])
+    record.observe(RunEvent(plan=orchestrator_pb2.Plan(subtasks=[subtask])))
+    (view,) = record.view().subtasks
+    assert view.documents == ["D2"]

@@ -237,6 +237,9 @@
       if (subtask.agent) head.append(el("span", { class: "agent", "data-agent": subtask.agent }, subtask.agent));
       item.append(head, el("p", { class: "instruction" }, subtask.instruction));
       if (subtask.depends_on.length) item.append(el("p", { class: "depends" }, `after ${subtask.depends_on.join(", ")}`));
+      if (subtask.documents && subtask.documents.length) {
+        item.append(el("p", { class: "depends documents" }, `documents ${subtask.documents.join(", ")}`));
+      }
       if (subtask.error) item.append(el("p", { class: "reason" }, subtask.error));
       return item;
     });
