@@ -67,7 +67,18 @@ class GatewaySettings(CommonSettings, TeamsSettings):
     rate_limit_storage_uri: str = Field(default="memory://", description="memory:// (per process) or redis://...")
     # 8: a client runs a few requests at once (a chat UI's title and answer, a script's small fan-out), while one
     # token cannot hold dozens of runs, each a plan, several workers and a synthesis.
-    max_concurrent_streams_per_user: int = Field(default=8, ge=0, description="open chat completions; 0 = no cap")
+    max_concurrent_streams_per_user: int = Field(
+        default=8, ge=0, description="open chat completions and responses, background ones included; 0 = no cap"
+    )
+    max_background_runs_per_user: int = Field(
+        default=4, ge=0, description="background responses one subject may have running in this process; 0 = none"
+    )
+    responses_store_uri: str = Field(
+        default="memory://", description="where responses and their events are kept: memory:// or redis://..."
+    )
+    response_retention: float = Field(
+        default=3600.0, gt=0, description="seconds a response and its events are kept after their last change"
+    )
     max_cost_per_request_usd: float = Field(
         default=0.0, ge=0, allow_inf_nan=False, description="US dollars; a request may lower it; 0 = no cap"
     )
@@ -124,7 +135,7 @@ class GatewaySettings(CommonSettings, TeamsSettings):
             raise ValueError(f"{value!r} is not a rate limit: use e.g. 60/minute, or 10/second;300/hour") from None
         return value
 
-    @field_validator("rate_limit_storage_uri")
+    @field_validator("rate_limit_storage_uri", "responses_store_uri")
     @classmethod
     def _storage_scheme(cls, value: str) -> str:
         scheme = value.partition("://")[0]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,12 +27,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agentmesh import metrics
 from gateway.edge.auth import TokenVerifier
 from gateway.edge.identity import client_ip, principal_of, subject_key
+from gateway.edge.run_slots import RunSlots
 from gateway.http.paths import is_protected, route_path
 from gateway.openai.errors import ApiError, service_unavailable
 
 logger = logging.getLogger(__name__)
 
 CHAT_PATH = "/v1/chat/completions"
+# The routes that start a run: they spend RATE_LIMIT_CHAT_COMPLETIONS.
+RUN_PATHS = (CHAT_PATH, "/v1/responses")
 IP_KINDS = ("ip", "unauthenticated")
 _WHO = {"ip": "client IP", "unauthenticated": "client IP's unauthenticated requests", "subject": "token subject"}
 # A slow Redis must not hold requests: fail within a second (and answer 503) rather than hang.
@@ -63,8 +65,8 @@ class Quota:
 
 
 class RateLimiter:
-    """Per subject: RATE_LIMIT_CHAT_COMPLETIONS for the chat route, RATE_LIMIT_DEFAULT for every other /v1 route;
-    per client IP: RATE_LIMIT_PER_IP for every /v1 route."""
+    """Per subject: RATE_LIMIT_CHAT_COMPLETIONS for the routes that start runs, RATE_LIMIT_DEFAULT for every
+    other /v1 route; per client IP: RATE_LIMIT_PER_IP for every /v1 route."""
 
     def __init__(self, storage_uri: str, chat: str, default: str, per_ip: str) -> None:
         options = {} if storage_uri.startswith("memory") else _REDIS_OPTIONS
@@ -87,7 +89,7 @@ class RateLimiter:
         if kind in IP_KINDS:
             bucket, items = "ip", self._per_ip
         else:
-            bucket, items = ("chat", self._chat) if path == CHAT_PATH else ("default", self._default)
+            bucket, items = ("chat", self._chat) if path in RUN_PATHS else ("default", self._default)
         tightest: Quota | None = None
         for item in items:
             quota = await self._spend(item, bucket, kind, identity)
@@ -187,16 +189,16 @@ def _storage_unavailable() -> ApiError:
 
 
 class StreamConcurrencyMiddleware:
-    """At most ``limit`` open chat completions per verified subject (MAX_CONCURRENT_STREAMS_PER_USER).
+    """At most MAX_CONCURRENT_STREAMS_PER_USER open chat completions per verified subject, in ``slots`` (which
+    responses share, background ones included).
 
     Streamed or not: a non-streamed completion holds the same run, and counting it keeps the cap from being
     sidestepped with ``stream: false``. The slot is held until the response has been sent or abandoned.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, slots: RunSlots) -> None:
         self.app = app
-        self.limit = limit
-        self.open: Counter[str] = Counter()
+        self.slots = slots
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = principal_of(scope) if scope["type"] == "http" and route_path(scope) == CHAT_PATH else None
@@ -204,18 +206,12 @@ class StreamConcurrencyMiddleware:
             await self.app(scope, receive, send)
             return
         subject = principal.subject
-        if self.open[subject] >= self.limit:
-            message = f"too many open chat completions for this token subject (at most {self.limit} at once)"
-            metrics.rate_limit_rejections.labels("concurrency").inc()
-            refusal = ApiError(
-                429, message, "rate_limit_error", code="too_many_concurrent_requests", headers={"Retry-After": "1"}
-            )
+        try:
+            self.slots.take(subject)
+        except ApiError as refusal:
             await refusal.response()(scope, receive, send)
             return
-        self.open[subject] += 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.open[subject] -= 1
-            if not self.open[subject]:
-                del self.open[subject]
+            self.slots.give_back(subject)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from agentmesh.teams.loader import load_for
 from agentmesh.teams.spec import DEFAULT_TEAM, Team, Teams
+from gateway.openai.errors import ApiError
 from gateway.settings import GatewaySettings
 
 
@@ -32,6 +33,20 @@ class TeamModels:
             return self.teams.get(DEFAULT_TEAM)
         name = model.removeprefix(f"{self.prefix}/")
         return self.teams.get(name) if name != model and name != DEFAULT_TEAM else None
+
+    def require(self, model: str) -> Team:
+        """The team ``model`` names, or OpenAI's 404 ``model_not_found`` naming the models offered."""
+        team = self.team(model)
+        if team is None:
+            offered = ", ".join(repr(model) for model in self.ids())
+            raise ApiError(
+                404,
+                f"The model {model!r} does not exist; this service offers {offered} (one per team)",
+                "invalid_request_error",
+                param="model",
+                code="model_not_found",
+            )
+        return team
 
     def specialists_of(self, model: str) -> int:
         team = self.team(model)

@@ -11,10 +11,8 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
-from dataclasses import dataclass
 from typing import TypeVar
 
-import grpc
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
@@ -25,10 +23,11 @@ from agentmesh.teams.spec import Team
 from agentmesh.v1 import orchestrator_pb2
 from gateway.edge.request_limits import check_request_limits
 from gateway.openai import sse, translate
-from gateway.openai.errors import CLIENT_CLOSED_REQUEST, ApiError, rpc_error, shutting_down
+from gateway.openai.errors import CLIENT_CLOSED_REQUEST, ApiError
+from gateway.openai.outcome import Outcome, outcome_of
 from gateway.openai.protocol import ChatCompletionRequest
 from gateway.openai.teams import TeamModels
-from gateway.orchestrator_client import GatewayShuttingDown, OrchestratorClient
+from gateway.orchestrator_client import OrchestratorClient
 from gateway.runs.history import RunHistory
 from gateway.runs.log import finish_run
 from gateway.runs.record import RunRecord
@@ -37,16 +36,6 @@ from gateway.spend.control import Grant, SettlingCall, SpendControl, lowered_hea
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a run ended: ``code`` and ``message`` for its record and log line, ``error`` for the client (None when
-    the client is gone and nothing is sent)."""
-
-    code: str
-    message: str
-    error: ApiError | None
 
 
 class ChatServing:
@@ -103,32 +92,11 @@ class ChatServing:
         return JSONResponse(result.model_dump(), headers=headers)
 
     def outcome_of(self, exc: BaseException, grant: Grant, *, streaming: bool) -> Outcome:
-        """What ended a run early, for both paths. Before the first byte, a refused cost cap is read against the
-        day's spend (a 429 when the day's remainder set the cap); once streaming, the plain status mapping is sent.
-        Anything else is the client going away before the first byte, and a server error once streaming."""
-        if isinstance(exc, grpc.aio.AioRpcError):
-            error = rpc_error(exc) if streaming else self._spend.rpc_error(exc, grant)
-            return Outcome(exc.code().name, error.message, error)
-        if isinstance(exc, GatewayShuttingDown):
-            error = shutting_down()
-            return Outcome("shutdown", error.message, error)
-        if streaming and isinstance(exc, Exception):
-            error = ApiError(500, "internal error while streaming", "server_error")
-            return Outcome("error", error.message, error)
-        return Outcome("cancelled", f"the client closed the {'stream' if streaming else 'request'}", None)
+        return outcome_of(exc, grant, self._spend, streaming=streaming)
 
     def _check(self, body: ChatCompletionRequest) -> Team:
-        """The team the request's model names; an unknown model is OpenAI's 404 ``model_not_found``."""
-        team = self._models.team(body.model)
-        if team is None:
-            offered = ", ".join(repr(model) for model in self._models.ids())
-            raise ApiError(
-                404,
-                f"The model {body.model!r} does not exist; this service offers {offered} (one per team)",
-                "invalid_request_error",
-                param="model",
-                code="model_not_found",
-            )
+        """The team the request's model names (an unknown model is OpenAI's 404 ``model_not_found``)."""
+        team = self._models.require(body.model)
         check_request_limits(
             body, max_messages=self._settings.max_messages, max_total_chars=self._settings.max_total_chars
         )

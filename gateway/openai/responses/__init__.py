@@ -1,0 +1,1 @@
+"""OpenAI's Responses API: runs that can outlive their connection (background mode, resumable streams)."""
