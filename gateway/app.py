@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from gateway.edge.rate_limit import (
     verified_ip,
     verified_subject,
 )
+from gateway.edge.run_slots import RunSlots
 from gateway.http.access_log import AccessLogMiddleware
 from gateway.http.body_limit import BodySizeLimitMiddleware
 from gateway.http.framing import AmbiguousFramingMiddleware
@@ -35,6 +37,9 @@ from gateway.openai import models
 from gateway.openai.chat import router as chat
 from gateway.openai.chat.serving import ChatServing
 from gateway.openai.errors import error_responses, install_error_handlers
+from gateway.openai.responses import router as responses
+from gateway.openai.responses.serving import ResponsesServing
+from gateway.openai.responses.store_factory import response_store
 from gateway.openai.teams import TeamModels
 from gateway.operations import health, metrics
 from gateway.orchestrator_client import ORCHESTRATOR_SERVICE, OrchestratorClient
@@ -67,6 +72,7 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None
         runs=RunHistory(settings.run_history_size),
         models=TeamModels.load(settings),
     )
+    slots = RunSlots(settings.max_concurrent_streams_per_user)
     limiter = (
         RateLimiter(
             settings.rate_limit_storage_uri,
@@ -88,12 +94,21 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None
         store = spend_store(settings.rate_limit_storage_uri)
         spend = SpendControl(store, settings.max_cost_per_request_usd, settings.spend_limit_usd_per_day)
         state.chat = ChatServing(settings, state.orchestrator, spend, state.runs, state.models)
+        responses_store = response_store(settings)
+        state.responses = ResponsesServing(
+            settings, state.orchestrator, spend, state.runs, state.models, responses_store, slots
+        )
+        following = asyncio.create_task(state.responses.follow_cancels())
         try:
             yield
         finally:
-            state.orchestrator = state.chat = None
+            await state.responses.drain(settings.shutdown_grace_period)
+            following.cancel()
+            await asyncio.wait({following})
+            state.orchestrator = state.chat = state.responses = None
             await channel.close()
             await store.aclose()
+            await responses_store.aclose()
 
     docs = settings.api_docs_enabled
     app = FastAPI(
@@ -107,8 +122,9 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None
     app.state.gateway = state
     crash_headers = {**security_headers(settings.hsts_max_age), "Content-Security-Policy": JSON_CSP}
     install_error_handlers(app, crash_headers=crash_headers)
-    _add_edge_middleware(app, settings, limiter)
+    _add_edge_middleware(app, settings, limiter, slots)
     app.include_router(chat.router, responses=EDGE_RESPONSES)
+    app.include_router(responses.router, responses=EDGE_RESPONSES)
     app.include_router(models.router, responses=EDGE_RESPONSES)
     app.include_router(runs.router, responses=EDGE_RESPONSES)
     app.include_router(inspector.router)
@@ -127,7 +143,7 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None
     return app
 
 
-def _add_edge_middleware(app: FastAPI, settings: GatewaySettings, limiter: RateLimiter | None) -> None:
+def _add_edge_middleware(app: FastAPI, settings: GatewaySettings, limiter: RateLimiter | None, slots: RunSlots) -> None:
     """The last added is the outermost. A request meets, in order: request id (so every answer carries it),
     security headers, the framing check, CORS (preflights never need a token), the per-IP budget of requests that
     will fail authentication, authentication, the per-IP budget of verified requests, the per-subject budget, the
@@ -136,7 +152,7 @@ def _add_edge_middleware(app: FastAPI, settings: GatewaySettings, limiter: RateL
     app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_size)
     if settings.max_concurrent_streams_per_user:
-        app.add_middleware(StreamConcurrencyMiddleware, limit=settings.max_concurrent_streams_per_user)
+        app.add_middleware(StreamConcurrencyMiddleware, slots=slots)
     if limiter is not None:
         app.add_middleware(RateLimitMiddleware, limiter=limiter, kind="subject", identify=verified_subject)
         app.add_middleware(RateLimitMiddleware, limiter=limiter, kind="ip", identify=verified_ip)
@@ -173,6 +189,8 @@ def _log_edge(settings: GatewaySettings) -> None:
                 else "off"
             ),
             "max_concurrent_streams_per_user": settings.max_concurrent_streams_per_user,
+            "max_background_runs_per_user": settings.max_background_runs_per_user,
+            "responses_store": settings.responses_store_uri.partition("://")[0],
             "max_cost_per_request_usd": settings.max_cost_per_request_usd,
             "spend_limit_usd_per_day": settings.spend_limit_usd_per_day,
             "cors_allow_origins": settings.cors_allow_origins,

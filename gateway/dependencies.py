@@ -1,4 +1,5 @@
-"""Per-request access to what the app holds: its settings, the orchestrator client, chat serving and the recent runs."""
+"""Per-request access to what the app holds: its settings, the orchestrator client, chat and responses serving and
+the recent runs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from gateway.openai.chat.serving import ChatServing
+from gateway.openai.responses.serving import ResponsesServing
 from gateway.openai.teams import TeamModels
 from gateway.orchestrator_client import OrchestratorClient
 from gateway.runs.history import RunHistory
@@ -23,6 +25,7 @@ class GatewayState:
     # Set by the app's lifespan for as long as the app runs.
     orchestrator: OrchestratorClient | None = None
     chat: ChatServing | None = None
+    responses: ResponsesServing | None = None
 
 
 async def _state(request: Request) -> GatewayState:
@@ -43,6 +46,12 @@ async def _chat(state: Annotated[GatewayState, Depends(_state)]) -> ChatServing:
     return state.chat
 
 
+async def _responses(state: Annotated[GatewayState, Depends(_state)]) -> ResponsesServing:
+    if state.responses is None:
+        raise RuntimeError("responses serving exists only while the app's lifespan runs")
+    return state.responses
+
+
 async def _runs(state: Annotated[GatewayState, Depends(_state)]) -> RunHistory:
     return state.runs
 
@@ -50,4 +59,5 @@ async def _runs(state: Annotated[GatewayState, Depends(_state)]) -> RunHistory:
 State = Annotated[GatewayState, Depends(_state)]
 Orchestrator = Annotated[OrchestratorClient, Depends(_orchestrator)]
 Chat = Annotated[ChatServing, Depends(_chat)]
+Responses = Annotated[ResponsesServing, Depends(_responses)]
 Runs = Annotated[RunHistory, Depends(_runs)]

@@ -10,8 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
-from typing import TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
@@ -22,8 +21,9 @@ from agentmesh.request_context import current_request_id, new_request_id
 from agentmesh.teams.spec import Team
 from agentmesh.v1 import orchestrator_pb2
 from gateway.edge.request_limits import check_request_limits
+from gateway.http.disconnect import unless_disconnected
 from gateway.openai import sse, translate
-from gateway.openai.errors import CLIENT_CLOSED_REQUEST, ApiError
+from gateway.openai.errors import CLIENT_CLOSED_REQUEST
 from gateway.openai.outcome import Outcome, outcome_of
 from gateway.openai.protocol import ChatCompletionRequest
 from gateway.openai.teams import TeamModels
@@ -35,7 +35,6 @@ from gateway.settings import GatewaySettings
 from gateway.spend.control import Grant, SettlingCall, SpendControl, lowered_headers
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class ChatServing:
@@ -72,10 +71,10 @@ class ChatServing:
             # Wait (briefly, when streaming) for the first event before any status line, so that early failures
             # get a real HTTP status; a stream then starts at once and keeps proxies awake while the plan is made.
             wait = self._settings.stream_start_wait if body.stream else None
-            await _unless_disconnected(request, asyncio.wait({first}, timeout=wait))
+            await unless_disconnected(request, asyncio.wait({first}, timeout=wait))
             if first.done():
                 first.result()  # raises the early failure
-            events = [] if body.stream else await _unless_disconnected(request, _events(first, stream, record))
+            events = [] if body.stream else await unless_disconnected(request, _events(first, stream, record))
         except BaseException as exc:
             outcome = self.outcome_of(exc, grant, streaming=False)
             finish_run(record, subject, outcome.code, outcome.message)
@@ -166,30 +165,3 @@ async def _events(
         record.observe(event)
         events.append(event)
     return events
-
-
-async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Awaits ``work`` unless the client goes away first; then cancels it (and so the gRPC call).
-
-    Starlette only notices a disconnect while it streams; before the response starts, this race
-    (vLLM's ``with_cancellation``) is what stops a long run whose client has gone.
-    """
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.create_task(_disconnected(request))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.wait({task})
-    if task.cancelled():
-        logger.info("client closed the request (499)", extra={"status": CLIENT_CLOSED_REQUEST})
-        raise ApiError(CLIENT_CLOSED_REQUEST, "client closed the request", "request_cancelled")
-    return task.result()
-
-
-async def _disconnected(request: Request) -> None:
-    # The body has been read, so the next ASGI message is the disconnect.
-    while (await request.receive())["type"] != "http.disconnect":
-        pass

@@ -1,0 +1,312 @@
+"""Serves the Responses API: runs in the foreground (a disconnect cancels them, as in chat) or in the background
+(the run goes on without the client), kept in the response store for polling, resuming and cancelling.
+
+Beside ``ChatServing``: the same spend grant, run record, slot and outcome mapping; a response also keeps its
+events, so a stream can be read again from any sequence number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+
+from agentmesh.read_ahead import read_ahead
+from agentmesh.request_context import current_request_id, new_request_id
+from agentmesh.v1 import orchestrator_pb2
+from gateway.edge.run_slots import RunSlots
+from gateway.http.disconnect import unless_disconnected
+from gateway.openai import sse
+from gateway.openai.errors import ApiError
+from gateway.openai.outcome import outcome_of
+from gateway.openai.responses import translate
+from gateway.openai.responses.protocol import ResponseRequest
+from gateway.openai.responses.run import ResponseRun, drive
+from gateway.openai.responses.store import ResponseStore, is_terminal
+from gateway.openai.teams import TeamModels
+from gateway.orchestrator_client import OrchestratorClient
+from gateway.runs.history import RunHistory
+from gateway.runs.log import finish_run
+from gateway.settings import GatewaySettings
+from gateway.spend.control import SpendControl
+
+logger = logging.getLogger(__name__)
+# Seconds before listening again for other replicas' cancels after the store failed.
+FOLLOW_RETRY_S = 1.0
+
+
+def not_found(response_id: str, param: str | None = None) -> ApiError:
+    """A response another subject owns, or none at all, or one expired: the same 404."""
+    return ApiError(404, f"Response with id {response_id!r} not found.", "invalid_request_error", param=param,
+                    code="response_not_found")  # fmt: skip
+
+
+class ResponsesServing:
+    """One per app, built at start-up; owns the background runs of this process."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        orchestrator: OrchestratorClient,
+        spend: SpendControl,
+        runs: RunHistory,
+        models: TeamModels,
+        store: ResponseStore,
+        slots: RunSlots,
+    ) -> None:
+        self._settings = settings
+        self._orchestrator = orchestrator
+        self._spend = spend
+        self._runs = runs
+        self._models = models
+        self._store = store
+        self._slots = slots
+        self._show_progress = settings.stream_progress == "reasoning"
+        self._background: dict[str, tuple[ResponseRun, asyncio.Task[None]]] = {}
+        self._background_of: Counter[str] = Counter()
+
+    async def create(self, body: ResponseRequest, subject: str, request: Request) -> Response:
+        run_request, turns = await self._run_request(body, subject)
+        self._take_background_slot(body, subject)
+        try:
+            self._slots.take(subject)
+        except ApiError:
+            self._give_back_background_slot(body, subject)
+            raise
+        try:
+            run = await self._open(body, subject, run_request, turns)
+        except BaseException:
+            self._give_back(body, subject)
+            raise
+        if body.background:
+            return await self._start_background(run, body)
+        try:
+            return await self._foreground(run, body, request)
+        finally:
+            if not body.stream:
+                self._slots.give_back(subject)
+
+    async def retrieve(self, subject: str, response_id: str, stream: bool, starting_after: int | None) -> Response:
+        stored = await self._store.get(subject, response_id)
+        if stored is None:
+            raise not_found(response_id)
+        if not stream:
+            return JSONResponse(stored.response)
+        return sse.EventStreamResponse(self._follow(subject, response_id, -1 if starting_after is None else
+                                                    starting_after))  # fmt: skip
+
+    async def cancel(self, subject: str, response_id: str) -> dict[str, Any]:
+        """Idempotent: a response that has ended is returned as it is."""
+        stored = await self._store.get(subject, response_id)
+        if stored is None:
+            raise not_found(response_id)
+        if is_terminal(stored.status):
+            return stored.response
+        if not stored.response.get("background"):
+            raise ApiError(400, "Only responses created with background: true can be cancelled.",
+                           "invalid_request_error", param="response_id")  # fmt: skip
+        self._cancel_local(response_id)
+        cancelled = await self._store.cancel(subject, response_id)
+        if cancelled is None:
+            raise not_found(response_id)
+        return cancelled.response
+
+    async def delete(self, subject: str, response_id: str) -> dict[str, Any]:
+        stored = await self._store.get(subject, response_id)
+        if stored is None:
+            raise not_found(response_id)
+        if not is_terminal(stored.status) and stored.response.get("background"):
+            await self.cancel(subject, response_id)
+        if not await self._store.delete(subject, response_id):
+            raise not_found(response_id)
+        return {"id": response_id, "object": "response", "deleted": True}
+
+    async def follow_cancels(self) -> None:
+        """Cancels this replica's runs that another replica was asked to cancel (for the app's lifetime)."""
+        while True:
+            try:
+                async for response_id in self._store.cancellations():
+                    self._cancel_local(response_id)
+            except Exception as exc:  # the store is down: cancels still reach runs here, and renewals see others'
+                logger.warning("cannot follow cancels from other replicas: %s", exc)
+                await asyncio.sleep(FOLLOW_RETRY_S)
+
+    async def drain(self, grace_s: float) -> None:
+        """Shutdown: background runs get ``grace_s`` to finish; the rest end ``failed``, saying why."""
+        tasks = [task for _, task in self._background.values()]
+        if not tasks:
+            return
+        logger.info("draining background responses", extra={"responses": len(tasks), "grace_s": grace_s})
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        self._orchestrator.end_open_runs()
+        if pending:
+            await asyncio.wait(pending, timeout=5.0)
+
+    async def _run_request(self, body: ResponseRequest, subject: str) -> tuple[orchestrator_pb2.RunRequest,
+                                                                                 translate.Turns]:  # fmt: skip
+        team = self._models.require(body.model)
+        if body.background and not body.store:
+            raise ApiError(400, "background: true requires store: true (a background response is read back from "
+                           "the store)", "invalid_request_error", param="background")  # fmt: skip
+        turns = translate.input_turns(body)
+        if body.previous_response_id is not None:
+            previous = await self._store.get(subject, body.previous_response_id)
+            if previous is None:
+                raise not_found(body.previous_response_id, "previous_response_id")
+            if previous.turns is None:
+                raise ApiError(400, f"Previous response {body.previous_response_id!r} is {previous.status}: only a "
+                               "completed response can be continued.", "invalid_request_error",
+                               param="previous_response_id")  # fmt: skip
+            turns = [*previous.turns, *turns]
+        run_request = translate.to_run_request(body.instructions, turns, body.max_output_tokens)
+        run_request.team = team.name
+        self._check_size(run_request)
+        return run_request, turns
+
+    def _check_size(self, run_request: orchestrator_pb2.RunRequest) -> None:
+        """MAX_MESSAGES and MAX_TOTAL_CHARS hold for the whole conversation, an earlier one it continues included."""
+        count = len(run_request.messages)
+        if count > self._settings.max_messages:
+            raise ApiError(400, f"too many messages: {count} (this service accepts at most "
+                           f"{self._settings.max_messages})", "invalid_request_error", param="input",
+                           code="too_many_messages")  # fmt: skip
+        total = sum(len(message.content) for message in run_request.messages)
+        if total > self._settings.max_total_chars:
+            raise ApiError(400, f"the conversation has {total} characters in all; this service accepts at most "
+                           f"{self._settings.max_total_chars}", "invalid_request_error", param="input",
+                           code="context_length_exceeded")  # fmt: skip
+
+    def _take_background_slot(self, body: ResponseRequest, subject: str) -> None:
+        if not body.background:
+            return
+        limit = self._settings.max_background_runs_per_user
+        if self._background_of[subject] >= limit:
+            raise ApiError(429, f"too many background responses running for this token subject (at most {limit} "
+                           "at once: MAX_BACKGROUND_RUNS_PER_USER)", "rate_limit_error",
+                           code="too_many_background_runs", headers={"Retry-After": "1"})  # fmt: skip
+        self._background_of[subject] += 1
+
+    def _give_back_background_slot(self, body: ResponseRequest, subject: str) -> None:
+        if body.background:
+            self._background_of[subject] -= 1
+            if self._background_of[subject] <= 0:
+                del self._background_of[subject]
+
+    def _give_back(self, body: ResponseRequest, subject: str) -> None:
+        self._slots.give_back(subject)
+        self._give_back_background_slot(body, subject)
+
+    async def _open(
+        self, body: ResponseRequest, subject: str, run_request: orchestrator_pb2.RunRequest, turns: translate.Turns
+    ) -> ResponseRun:
+        grant = await self._spend.open(subject, body.max_cost_usd)
+        run_request.max_cost_usd = grant.cost_cap_usd
+        response_id = f"resp_{uuid.uuid4().hex}"
+        response = translate.response_object(response_id, int(time.time()), body.model, body, grant.cost_cap_usd)
+        record = self._runs.start(response_id, current_request_id() or new_request_id(), subject, body.stream)
+        stream = self._spend.watch(self._orchestrator.run(run_request), grant)
+        first = asyncio.ensure_future(stream.next_event())
+        events = translate.ResponseEvents(response, self._show_progress)
+        store = self._store if body.store else None
+        return ResponseRun(subject, events, stream, grant, record, turns, store, first)
+
+    async def _start_background(self, run: ResponseRun, body: ResponseRequest) -> Response:
+        start = run.events.start()
+        try:
+            await self._store.create(run.subject, run.events.response, start)
+        except BaseException:
+            finish_run(run.record, run.subject, "error", "the response store failed")
+            run.stream.cancel()
+            run.first.cancel()
+            self._give_back(body, run.subject)
+            raise
+        task = asyncio.create_task(self._in_background(run, body))
+        self._background[run.response_id] = (run, task)
+        if body.stream:
+            return sse.EventStreamResponse(self._follow(run.subject, run.response_id, -1), run.grant.headers())
+        return JSONResponse(run.events.response, headers=run.grant.headers())
+
+    async def _in_background(self, run: ResponseRun, body: ResponseRequest) -> None:
+        try:
+            async with self._store.hold(run.response_id, lost=lambda: self._cancel_local(run.response_id)):
+                async for _ in drive(run, self._spend):
+                    pass
+        except asyncio.CancelledError:
+            pass  # a cancel: drive has stored the response as cancelled
+        finally:
+            self._background.pop(run.response_id, None)
+            self._give_back(body, run.subject)
+
+    def _cancel_local(self, response_id: str) -> None:
+        entry = self._background.get(response_id)
+        if entry is not None:
+            run, task = entry
+            run.cancel_requested = True
+            task.cancel()
+
+    async def _foreground(self, run: ResponseRun, body: ResponseRequest, request: Request) -> Response:
+        try:
+            # As in chat: wait (briefly, when streaming) for the first event, so early failures get an HTTP status.
+            wait = self._settings.stream_start_wait if body.stream else None
+            await unless_disconnected(request, asyncio.wait({run.first}, timeout=wait))
+            if run.first.done():
+                run.first.result()
+        except BaseException as exc:
+            outcome = outcome_of(exc, run.grant, self._spend, streaming=False)
+            finish_run(run.record, run.subject, outcome.code, outcome.message)
+            run.stream.cancel()
+            if outcome.error is None:
+                raise
+            raise outcome.error from None
+        start = run.events.start()
+        if run.store is not None:
+            await run.store.create(run.subject, run.events.response, start)
+        if body.stream:
+            return sse.EventStreamResponse(self._stream(run, start), run.grant.headers())
+        await unless_disconnected(request, self._complete(run))
+        if run.outcome.error is not None:
+            raise run.outcome.error
+        return JSONResponse(run.events.response, headers=run.grant.headers(run.stream.cost))
+
+    async def _complete(self, run: ResponseRun) -> None:
+        async with contextlib.aclosing(drive(run, self._spend)) as batches:
+            async for _ in batches:
+                pass
+
+    async def _stream(self, run: ResponseRun, start: list[dict[str, Any]]) -> AsyncGenerator[bytes, None]:
+        """A foreground stream: the client's disconnect closes it, and so cancels the run upstream."""
+        try:
+            yield _frames(start)
+            idle_after = self._settings.sse_keepalive_seconds
+            async with contextlib.aclosing(read_ahead(drive(run, self._spend), idle_after=idle_after)) as batches:
+                async for batch in batches:
+                    yield _frames(event for events in batch for event in events) if batch else sse.KEEPALIVE
+        finally:
+            self._slots.give_back(run.subject)
+
+    async def _follow(self, subject: str, response_id: str, after: int) -> AsyncGenerator[bytes, None]:
+        """A stored response's events after ``after``, then the live ones: a client leaving stops only this."""
+        idle_after = self._settings.sse_keepalive_seconds
+        events = self._store.events(subject, response_id, after)
+        async with contextlib.aclosing(read_ahead(events, idle_after=idle_after)) as batches:
+            async for batch in batches:
+                yield b"".join(_frame(event) for event in batch) if batch else sse.KEEPALIVE
+
+
+def _frame(event: bytes) -> bytes:
+    """One stored event as OpenAI sends it: its type as the SSE event name, the JSON as its data."""
+    kind = json.loads(event)["type"]
+    return f"event: {kind}\ndata: ".encode() + event + b"\n\n"
+
+
+def _frames(events: Any) -> bytes:
+    return b"".join(_frame(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()) for event in events)
