@@ -5,7 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-PURE_MODULES = ("orchestrator_svc.planner", "worker_svc.task", "synthesizer_svc.prompt", "gateway.openai.translate")
+PURE_MODULES = (
+    "orchestrator_svc.planner",
+    "worker_svc.task",
+    "synthesizer_svc.prompt",
+    "gateway.openai.translate",
+    "gateway.openai.responses.translate",
+)
 
 
 def test_pure_modules_import_no_grpc_and_no_fastapi() -> None:

@@ -106,7 +106,6 @@ def response_object(
         "tools": [],
         "top_p": request.top_p,
         "truncation": "disabled",
-        "usage": None,
         "metadata": request.metadata or {},
         "max_cost_usd": max_cost_usd or None,
     }
