@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -88,14 +89,32 @@ class ResponseStore(Protocol):
 @dataclass
 class _Entry:
     owner: str
-    response: bytes
+    _response: bytes
     events: list[bytes]
     turns: Turns | None = None
     expires_at: float = float("inf")
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # An ended response's object and events, compressed (its events newline-separated: compact JSON has no raw
+    # newline). The Responses format repeats each item's id in every delta: a 2,000-character answer is ~35 kB.
+    packed: bytes = b""
+
+    @property
+    def response(self) -> bytes:
+        return zlib.decompress(self._response) if self.packed else self._response
+
+    @response.setter
+    def response(self, value: bytes) -> None:
+        self._response = zlib.compress(value) if self.packed else value
 
     def status(self) -> str:
         return str(json.loads(self.response)["status"])
+
+    def all_events(self) -> list[bytes]:
+        return [event for event in zlib.decompress(self.packed).split(b"\n") if event] if self.packed else self.events
+
+    def pack(self) -> None:
+        self.packed, self.events = zlib.compress(b"\n".join(self.events)), []
+        self._response = zlib.compress(self._response)
 
     def notify(self) -> None:
         self.changed.set()
@@ -105,7 +124,8 @@ class _Entry:
 class MemoryResponseStore:
     """Per process (``memory://``): running responses, and ended ones until RESPONSE_RETENTION after they ended.
 
-    Events are kept as their JSON bytes: a stored response costs about what its events weigh.
+    Events are kept as their JSON bytes, an ended response's compressed: a stored response costs about what its
+    events weigh compressed (docs/responses.md has the measured figure).
     """
 
     def __init__(self, retention_s: float, clock: Clock = time.monotonic) -> None:
@@ -146,11 +166,12 @@ class MemoryResponseStore:
             return
         sent = max(after + 1, 0)
         while True:
-            changed = entry.changed
-            for event in entry.events[sent:]:
+            changed, running = entry.changed, response_id in self._running
+            events = entry.all_events()
+            for event in events[sent:]:
                 yield event
-            sent = max(sent, len(entry.events))
-            if response_id not in self._running:
+            sent = max(sent, len(events))
+            if not running:
                 return
             await changed.wait()
 
@@ -198,6 +219,7 @@ class MemoryResponseStore:
     def _end(self, response_id: str, entry: _Entry) -> None:
         self._running.pop(response_id, None)
         entry.expires_at = self._clock() + self._retention_s
+        entry.pack()
         self._ended[response_id] = entry
 
     def _expire(self) -> None:
