@@ -165,7 +165,7 @@ def _add_edge_middleware(app: FastAPI, settings: GatewaySettings, limiter: RateL
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_allow_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             # Bearer tokens, never cookies: any request header is safe to allow without credentials.
             allow_headers=["*"],
             expose_headers=CORS_EXPOSED_HEADERS,

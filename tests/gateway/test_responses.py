@@ -214,11 +214,30 @@ async def test_store_false_is_not_kept(gateway: Gateway) -> None:
 
 async def test_a_foreground_stream_whose_client_leaves_is_cancelled(gateway: Gateway, fake: FakeOrchestrator) -> None:
     fake.script = play(HAPPY_RUN, wait_after=2)
+    response_id = None
     async with gateway.http() as client, client.stream("POST", "/v1/responses", json={**RESPONSE, "stream": True}) as r:
         async for line in r.aiter_lines():
+            if line.startswith("data: ") and response_id is None:
+                response_id = json.loads(line[len("data: ") :])["response"]["id"]
             if "reasoning_summary_text.delta" in line:
                 break
     await asyncio.wait_for(fake.cancelled.wait(), timeout=5)
+    async with gateway.openai() as sdk:
+        stored = await sdk.responses.retrieve(response_id)
+    assert stored.status == "cancelled"
+
+
+async def test_starting_a_response_spends_the_run_budget(start_gateway: GatewayFactory) -> None:
+    gateway = await start_gateway(rate_limit_chat_completions="1/minute")
+    async with gateway.http() as client:
+        chat = await client.post(
+            "/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+        )
+        refused = await client.post("/v1/responses", json=RESPONSE)
+        polled = await client.get("/v1/responses/resp_unknown")
+    assert chat.status_code == 200 and refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert polled.status_code == 404  # polls spend the default budget, not the run budget
 
 
 async def test_a_background_stream_whose_client_leaves_runs_on(gateway: Gateway, fake: FakeOrchestrator) -> None:
