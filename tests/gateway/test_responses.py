@@ -289,3 +289,14 @@ async def test_a_background_run_that_fails_reads_failed(gateway: Gateway, fake: 
         failed = await client.responses.retrieve(created.id)
     assert failed.status == "failed" and failed.error is not None
     assert failed.error.message == "synthesis timed out"
+
+
+async def test_a_run_refused_before_its_first_byte_gives_its_slot_back(
+    start_gateway: GatewayFactory, fake: FakeOrchestrator
+) -> None:
+    gateway = await start_gateway(max_concurrent_streams_per_user=1)
+    fake.script = play([], fail_with=(grpc.StatusCode.UNAVAILABLE, "planning: model unavailable"))
+    refused = [await post(gateway, {**RESPONSE, "stream": stream}) for stream in (True, True, False, False)]
+    assert [r.status_code for r in refused] == [503] * 4
+    fake.script = play(HAPPY_RUN)
+    assert (await post(gateway, {**RESPONSE, "stream": True})).status_code == 200

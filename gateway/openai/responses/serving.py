@@ -90,10 +90,13 @@ class ResponsesServing:
         if body.background:
             return await self._start_background(run, body)
         try:
-            return await self._foreground(run, body, request)
-        finally:
-            if not body.stream:
-                self._slots.give_back(subject)
+            response = await self._foreground(run, body, request)
+        except BaseException:
+            self._slots.give_back(subject)
+            raise
+        if not body.stream:
+            self._slots.give_back(subject)  # a stream gives its slot back when it ends
+        return response
 
     async def retrieve(self, subject: str, response_id: str, stream: bool, starting_after: int | None) -> Response:
         stored = await self._store.get(subject, response_id)
