@@ -71,7 +71,7 @@ class GatewaySettings(CommonSettings, TeamsSettings):
         default=8, ge=0, description="open chat completions and responses, background ones included; 0 = no cap"
     )
     max_background_runs_per_user: int = Field(
-        default=4, ge=0, description="background responses one subject may have running in this process; 0 = none"
+        default=4, ge=0, description="background responses one subject may have running in this process; 0 = no cap"
     )
     responses_store_uri: str = Field(
         default="memory://", description="where responses and their events are kept: memory:// or redis://..."

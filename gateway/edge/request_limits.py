@@ -1,7 +1,10 @@
-"""MAX_MESSAGES and MAX_TOTAL_CHARS: bounds on a chat request that its size in bytes alone does not give."""
+"""MAX_MESSAGES and MAX_TOTAL_CHARS: bounds on a request that its size in bytes alone does not give."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from agentmesh.v1 import common_pb2
 from gateway.openai.errors import ApiError
 from gateway.openai.protocol import ChatCompletionRequest, ChatMessageIn
 
@@ -35,3 +38,26 @@ def _chars(message: ChatMessageIn) -> int:
     parts = content or ()
     files = sum(len(part.file.file_data or "") * 3 // 4 for part in parts if part.file is not None)
     return sum(len(part.text or "") for part in parts) + files + len(message.name or "")
+
+
+def check_conversation_limits(
+    messages: Sequence[common_pb2.ChatMessage], *, max_messages: int, max_total_chars: int
+) -> None:
+    """The same bounds on a whole conversation (a response's, an earlier one it continues included)."""
+    if len(messages) > max_messages:
+        raise ApiError(
+            400,
+            f"too many messages: {len(messages)} (this service accepts at most {max_messages})",
+            "invalid_request_error",
+            param="input",
+            code="too_many_messages",
+        )
+    total = sum(len(message.content) for message in messages)
+    if total > max_total_chars:
+        raise ApiError(
+            400,
+            f"the conversation has {total} characters in all; this service accepts at most {max_total_chars}",
+            "invalid_request_error",
+            param="input",
+            code="context_length_exceeded",
+        )

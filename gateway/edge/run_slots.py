@@ -13,22 +13,28 @@ from gateway.openai.errors import ApiError
 
 
 class RunSlots:
-    """``limit`` open runs per subject (0: no cap), counted per process."""
+    """``limit`` runs per subject (0: no cap), counted per process; ``what`` and ``code`` word the refusal."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(
+        self,
+        limit: int,
+        what: str = "open runs (chat completions and responses, background ones included)",
+        code: str = "too_many_concurrent_requests",
+    ) -> None:
         self.limit = limit
         self.open: Counter[str] = Counter()
+        self._what = what
+        self._code = code
 
     def take(self, subject: str) -> None:
-        """Takes one of ``subject``'s slots, or refuses with the 429 every run path sends."""
+        """Takes one of ``subject``'s slots, or refuses with a 429."""
         if self.limit and self.open[subject] >= self.limit:
             metrics.rate_limit_rejections.labels("concurrency").inc()
             raise ApiError(
                 429,
-                f"too many open runs for this token subject (at most {self.limit} at once, chat completions and "
-                "responses, background ones included)",
+                f"too many {self._what} for this token subject (at most {self.limit} at once)",
                 "rate_limit_error",
-                code="too_many_concurrent_requests",
+                code=self._code,
                 headers={"Retry-After": "1"},
             )
         self.open[subject] += 1

@@ -131,13 +131,19 @@ async def test_cancel_stops_the_run_and_is_idempotent(gateway: Gateway, fake: Fa
     fake.script = play(HAPPY_RUN, wait_after=2)
     async with gateway.openai() as client:
         created = await client.responses.create(model=MODEL, input="Say hello", background=True)
-        await fake.started.wait()
+        following = await client.responses.retrieve(created.id, stream=True)
+        async for event in following:
+            if event.type == "response.reasoning_summary_text.delta":
+                break  # the run has made progress: the plan
+        await following.close()
         cancelled = await client.responses.cancel(created.id)
         await asyncio.wait_for(fake.cancelled.wait(), timeout=5)
         again = await client.responses.cancel(created.id)
         read = await client.responses.retrieve(created.id)
         finished = await client.responses.create(model=MODEL, input="hi", background=True)
     assert cancelled.status == again.status == read.status == "cancelled"
+    assert [item.type for item in cancelled.output] == ["reasoning"]  # what it had produced
+    assert cancelled.model_dump() == read.model_dump()
     check_response(read.model_dump(mode="json", exclude_unset=True))
     fake.release.set()
     async with gateway.openai() as client:

@@ -69,7 +69,6 @@ async def test_a_run_on_one_replica_is_polled_resumed_and_cancelled_from_the_oth
         again = await on_a.responses.cancel(response_id)
     assert cancelled.status == read_on_a.status == again.status == "cancelled"
     check_response(read_on_a.model_dump(mode="json", exclude_unset=True))
-    assert [item.type for item in read_on_a.output] == ["reasoning"]  # what it had produced when cancelled
     ttls = [await redis_client.pttl(f"{PREFIX}{response_id}"), await redis_client.pttl(f"{PREFIX}{response_id}:events")]
     assert all(0 < ttl <= RETENTION_S * 1000 for ttl in ttls)
 

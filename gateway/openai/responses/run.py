@@ -58,7 +58,8 @@ async def drive(run: ResponseRun, spend: SpendControl) -> AsyncGenerator[Events,
         await _write(run, final, ended=run.events.response)
         yield final
     except NoLongerOurs:
-        run.outcome = Outcome("cancelled", "the response was cancelled, deleted or taken over elsewhere", None)
+        run.outcome = Outcome("cancelled", "the response was cancelled, deleted or failed elsewhere", None)
+        await _settle_cancelled(run, requested=True)  # kept only if it was cancelled
     except Exception as exc:
         run.outcome = outcome_of(exc, run.grant, spend, streaming=True)
         if run.outcome.code == "error":
@@ -74,7 +75,7 @@ async def drive(run: ResponseRun, spend: SpendControl) -> AsyncGenerator[Events,
     except (asyncio.CancelledError, GeneratorExit):
         why = "cancelled through the API" if run.cancel_requested else "the client closed the stream"
         run.outcome = Outcome("cancelled", why, None)
-        await _settle_cancelled(run)
+        await _settle_cancelled(run, requested=run.cancel_requested)
         raise
     finally:
         finish_run(run.record, run.subject, run.outcome.code, run.outcome.message)
@@ -98,13 +99,15 @@ async def _write(run: ResponseRun, events: Events, ended: dict[str, Any] | None 
         raise NoLongerOurs
 
 
-async def _settle_cancelled(run: ResponseRun) -> None:
-    """Shielded: it runs while the task is being cancelled."""
+async def _settle_cancelled(run: ResponseRun, *, requested: bool) -> None:
+    """The cancelled response with its output so far: a cancel asked for leaves it for the store to take if the
+    response is still cancelled; a client gone from a foreground stream ends it. Shielded: it runs while the task
+    is being cancelled."""
     if run.store is None:
         return
     cancelled = run.events.cancelled()
     try:
-        if run.cancel_requested:
+        if requested:
             await asyncio.shield(run.store.settle_cancelled(run.response_id, cancelled))
         else:
             await asyncio.shield(run.store.append(run.response_id, [], ended=cancelled, turns=None))

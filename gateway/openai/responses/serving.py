@@ -13,7 +13,6 @@ import json
 import logging
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -23,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from agentmesh.read_ahead import read_ahead
 from agentmesh.request_context import current_request_id, new_request_id
 from agentmesh.v1 import orchestrator_pb2
+from gateway.edge.request_limits import check_conversation_limits
 from gateway.edge.run_slots import RunSlots
 from gateway.http.disconnect import unless_disconnected
 from gateway.openai import sse
@@ -42,6 +42,8 @@ from gateway.spend.control import SpendControl
 logger = logging.getLogger(__name__)
 # Seconds before listening again for other replicas' cancels after the store failed.
 FOLLOW_RETRY_S = 1.0
+# Seconds a cancel waits for a run of this replica to store its output so far.
+CANCEL_SETTLE_S = 1.0
 
 
 def not_found(response_id: str, param: str | None = None) -> ApiError:
@@ -72,16 +74,13 @@ class ResponsesServing:
         self._slots = slots
         self._show_progress = settings.stream_progress == "reasoning"
         self._background: dict[str, tuple[ResponseRun, asyncio.Task[None]]] = {}
-        self._background_of: Counter[str] = Counter()
+        self._background_slots = RunSlots(
+            settings.max_background_runs_per_user, "background responses running", "too_many_background_runs"
+        )
 
     async def create(self, body: ResponseRequest, subject: str, request: Request) -> Response:
         run_request, turns = await self._run_request(body, subject)
-        self._take_background_slot(body, subject)
-        try:
-            self._slots.take(subject)
-        except ApiError:
-            self._give_back_background_slot(body, subject)
-            raise
+        self._take_slots(body, subject)
         try:
             run = await self._open(body, subject, run_request, turns)
         except BaseException:
@@ -117,11 +116,17 @@ class ResponsesServing:
         if not stored.response.get("background"):
             raise ApiError(400, "Only responses created with background: true can be cancelled.",
                            "invalid_request_error", param="response_id")  # fmt: skip
-        self._cancel_local(response_id)
         cancelled = await self._store.cancel(subject, response_id)
         if cancelled is None:
             raise not_found(response_id)
-        return cancelled.response
+        local = self._background.get(response_id)
+        if local is None:
+            return cancelled.response  # another replica runs it: the store has told it
+        self._cancel_local(response_id)
+        # Run here: wait (briefly) for the run to store what it had produced, and answer with that.
+        await asyncio.wait({local[1]}, timeout=CANCEL_SETTLE_S)
+        settled = await self._store.get(subject, response_id)
+        return (settled or cancelled).response
 
     async def delete(self, subject: str, response_id: str) -> dict[str, Any]:
         stored = await self._store.get(subject, response_id)
@@ -172,41 +177,27 @@ class ResponsesServing:
             turns = [*previous.turns, *turns]
         run_request = translate.to_run_request(body.instructions, turns, body.max_output_tokens)
         run_request.team = team.name
-        self._check_size(run_request)
+        check_conversation_limits(
+            run_request.messages, max_messages=self._settings.max_messages,
+            max_total_chars=self._settings.max_total_chars,
+        )  # fmt: skip
         return run_request, turns
 
-    def _check_size(self, run_request: orchestrator_pb2.RunRequest) -> None:
-        """MAX_MESSAGES and MAX_TOTAL_CHARS hold for the whole conversation, an earlier one it continues included."""
-        count = len(run_request.messages)
-        if count > self._settings.max_messages:
-            raise ApiError(400, f"too many messages: {count} (this service accepts at most "
-                           f"{self._settings.max_messages})", "invalid_request_error", param="input",
-                           code="too_many_messages")  # fmt: skip
-        total = sum(len(message.content) for message in run_request.messages)
-        if total > self._settings.max_total_chars:
-            raise ApiError(400, f"the conversation has {total} characters in all; this service accepts at most "
-                           f"{self._settings.max_total_chars}", "invalid_request_error", param="input",
-                           code="context_length_exceeded")  # fmt: skip
-
-    def _take_background_slot(self, body: ResponseRequest, subject: str) -> None:
-        if not body.background:
-            return
-        limit = self._settings.max_background_runs_per_user
-        if self._background_of[subject] >= limit:
-            raise ApiError(429, f"too many background responses running for this token subject (at most {limit} "
-                           "at once: MAX_BACKGROUND_RUNS_PER_USER)", "rate_limit_error",
-                           code="too_many_background_runs", headers={"Retry-After": "1"})  # fmt: skip
-        self._background_of[subject] += 1
-
-    def _give_back_background_slot(self, body: ResponseRequest, subject: str) -> None:
+    def _take_slots(self, body: ResponseRequest, subject: str) -> None:
+        """A run slot, and a background slot for a background run: given back when the run ends."""
         if body.background:
-            self._background_of[subject] -= 1
-            if self._background_of[subject] <= 0:
-                del self._background_of[subject]
+            self._background_slots.take(subject)
+        try:
+            self._slots.take(subject)
+        except ApiError:
+            if body.background:
+                self._background_slots.give_back(subject)
+            raise
 
     def _give_back(self, body: ResponseRequest, subject: str) -> None:
         self._slots.give_back(subject)
-        self._give_back_background_slot(body, subject)
+        if body.background:
+            self._background_slots.give_back(subject)
 
     async def _open(
         self, body: ResponseRequest, subject: str, run_request: orchestrator_pb2.RunRequest, turns: translate.Turns
