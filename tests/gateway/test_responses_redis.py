@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as redis
 
-from gateway.openai.responses.redis_store import PREFIX
+from gateway.openai.responses.redis_store import LEASE_RENEW_S, LEASE_S, PREFIX
 from tests.gateway.conftest import (
     HAPPY_RUN,
     MODEL,
@@ -106,3 +106,24 @@ async def test_a_shutdown_drains_background_runs_to_failed(
         failed = await client.responses.retrieve(created.id)
     assert failed.status == "failed" and failed.error is not None
     assert "shutting down" in failed.error.message
+
+
+async def test_a_long_silent_foreground_response_is_not_taken_for_a_dead_replicas(
+    start_gateway: GatewayFactory, fake: FakeOrchestrator, redis_uri: str
+) -> None:
+    a = await start_gateway(responses_store_uri=redis_uri)
+    b = await start_gateway(responses_store_uri=redis_uri)
+    fake.script = play(HAPPY_RUN, wait_after=1)  # silent after the plan, as while workers run
+    async with a.openai() as on_a, b.openai() as on_b:
+        answering = asyncio.create_task(on_a.responses.create(model=MODEL, input="Say hello"))
+        await fake.started.wait()
+        async with a.http() as http:  # the run history names the response while it runs
+            (listed,) = [run["id"] for run in (await http.get("/v1/runs")).json()["data"]]
+        # Longer than a lease with its renewal: a replica that stopped renewing would be taken for dead by now.
+        until = asyncio.get_running_loop().time() + LEASE_S + LEASE_RENEW_S + 1
+        while asyncio.get_running_loop().time() < until:
+            assert (await on_b.responses.retrieve(listed)).status == "in_progress"
+            await asyncio.sleep(0.5)
+        fake.release.set()
+        done = await answering
+    assert done.status == "completed" and done.id == listed

@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import Request
@@ -272,7 +273,7 @@ class ResponsesServing:
         return JSONResponse(run.events.response, headers=run.grant.headers(run.stream.cost))
 
     async def _complete(self, run: ResponseRun) -> None:
-        async with contextlib.aclosing(drive(run, self._spend)) as batches:
+        async with _held(run), contextlib.aclosing(drive(run, self._spend)) as batches:
             async for _ in batches:
                 pass
 
@@ -281,7 +282,10 @@ class ResponsesServing:
         try:
             yield _frames(start)
             idle_after = self._settings.sse_keepalive_seconds
-            async with contextlib.aclosing(read_ahead(drive(run, self._spend), idle_after=idle_after)) as batches:
+            async with (
+                _held(run),
+                contextlib.aclosing(read_ahead(drive(run, self._spend), idle_after=idle_after)) as batches,
+            ):
                 async for batch in batches:
                     yield _frames(event for events in batch for event in events) if batch else sse.KEEPALIVE
         finally:
@@ -294,6 +298,14 @@ class ResponsesServing:
         async with contextlib.aclosing(read_ahead(events, idle_after=idle_after)) as batches:
             async for batch in batches:
                 yield b"".join(_frame(event) for event in batch) if batch else sse.KEEPALIVE
+
+
+def _held(run: ResponseRun) -> AbstractAsyncContextManager[None]:
+    """A stored foreground response keeps this replica's claim while it runs, as a background one does (a store
+    shared by replicas would otherwise fail it once its lease ran out during a long silence)."""
+    if run.store is None:
+        return contextlib.nullcontext()
+    return run.store.hold(run.response_id, lost=lambda: None)  # its next write then finds it is no longer ours
 
 
 def _frame(event: bytes) -> bytes:
