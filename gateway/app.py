@@ -8,7 +8,8 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.middleware.cors import CORSMiddleware
@@ -36,9 +37,10 @@ from gateway.http.security_headers import JSON_CSP, SecurityHeadersMiddleware, s
 from gateway.openai import models
 from gateway.openai.chat import router as chat
 from gateway.openai.chat.serving import ChatServing
-from gateway.openai.errors import error_responses, install_error_handlers
+from gateway.openai.errors import error_responses, install_error_handlers, service_unavailable
 from gateway.openai.responses import router as responses
 from gateway.openai.responses.serving import ResponsesServing
+from gateway.openai.responses.store import ResponseStoreUnavailable
 from gateway.openai.responses.store_factory import response_store
 from gateway.openai.teams import TeamModels
 from gateway.operations import health, metrics
@@ -122,6 +124,7 @@ def create_app(settings: GatewaySettings, tracer_provider: TracerProvider | None
     app.state.gateway = state
     crash_headers = {**security_headers(settings.hsts_max_age), "Content-Security-Policy": JSON_CSP}
     install_error_handlers(app, crash_headers=crash_headers)
+    app.add_exception_handler(ResponseStoreUnavailable, _store_unavailable)
     _add_edge_middleware(app, settings, limiter, slots)
     app.include_router(chat.router, responses=EDGE_RESPONSES)
     app.include_router(responses.router, responses=EDGE_RESPONSES)
@@ -173,6 +176,11 @@ def _add_edge_middleware(app: FastAPI, settings: GatewaySettings, limiter: RateL
         )
     app.add_middleware(AmbiguousFramingMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, hsts_max_age=settings.hsts_max_age)
+
+
+async def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    logger.error("response store failed: %s", exc)
+    return service_unavailable("the response store is unavailable", "response_store_unavailable").response()
 
 
 def _log_edge(settings: GatewaySettings) -> None:

@@ -19,6 +19,7 @@ from tests.gateway.conftest import (
     gateway_settings,
     play,
     serve_gateway,
+    unused_target,
 )
 from tests.gateway.responses_support import check_response
 from tests.support.redis_server import redis_server
@@ -127,3 +128,17 @@ async def test_a_long_silent_foreground_response_is_not_taken_for_a_dead_replica
         fake.release.set()
         done = await answering
     assert done.status == "completed" and done.id == listed
+
+
+@pytest.mark.parametrize("background", [True, False])
+async def test_an_unreachable_store_is_a_503_and_the_run_is_cancelled(
+    start_gateway: GatewayFactory, fake: FakeOrchestrator, background: bool
+) -> None:
+    gateway = await start_gateway(responses_store_uri=f"redis://{unused_target()}")
+    fake.script = play(HAPPY_RUN, wait_after=1)
+    async with gateway.http() as client:
+        response = await client.post("/v1/responses", json={"model": MODEL, "input": "hi", "background": background})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "response_store_unavailable"
+    if not background:  # the run had started: it is cancelled, not left running
+        await asyncio.wait_for(fake.cancelled.wait(), timeout=5)

@@ -12,20 +12,23 @@ Cancels travel on a pub/sub channel to the replica running the response (and its
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
-from typing import Any, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 import redis.asyncio as redis
 
 from gateway.edge.identity import subject_key
-from gateway.openai.responses.store import REPLICA_STOPPED, Stored, dumps, is_terminal
+from gateway.openai.responses.store import REPLICA_STOPPED, ResponseStoreUnavailable, Stored, dumps, is_terminal
 from gateway.openai.responses.translate import Turns, ended
 
 logger = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 PREFIX = "agentmesh:resp:"
 CANCEL_CHANNEL = "agentmesh:resp:cancel"
@@ -33,6 +36,7 @@ LEASE_S = 6.0
 LEASE_RENEW_S = 2.0
 # How long a follower blocks on the stream before it looks at the response's state (and its lease) again.
 FOLLOW_BLOCK_MS = 1000
+REDIS_TIMEOUT_S = 5.0
 _NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
 
 # KEYS: hash, stream. ARGV: owner, ttl ms, lease ms, status|'', response|'', turns|'', then stream id, event ...
@@ -92,13 +96,29 @@ return 0
 """
 
 
+def _mapped(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Redis failures become the store's own error, once, here."""
+
+    @functools.wraps(method)
+    async def mapped(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise ResponseStoreUnavailable(str(exc)) from None
+
+    return mapped
+
+
 def _keys(response_id: str) -> tuple[str, str]:
     return f"{PREFIX}{response_id}", f"{PREFIX}{response_id}:events"
 
 
 class RedisResponseStore:
     def __init__(self, uri: str, retention_s: float) -> None:
-        self._redis = redis.Redis.from_url(uri, socket_connect_timeout=2.0)
+        # A Redis that hangs fails the request (503) instead of holding it; a stream's read blocks for less.
+        self._redis = redis.Redis.from_url(uri, socket_connect_timeout=2.0, socket_timeout=REDIS_TIMEOUT_S)
+        # Waiting for cancels is idle for as long as nobody cancels: no read timeout there.
+        self._listener = redis.Redis.from_url(uri, socket_connect_timeout=2.0)
         self._ttl_ms = max(1, int(retention_s * 1000))
         # This replica, as the owner of the responses it runs.
         self._replica = uuid.uuid4().hex
@@ -108,6 +128,7 @@ class RedisResponseStore:
         self._renew = self._redis.register_script(_RENEW)
         self._settle_cancelled = self._redis.register_script(_SETTLE_CANCELLED)
 
+    @_mapped
     async def create(self, subject: str, response: dict[str, Any], events: list[dict[str, Any]]) -> None:
         hash_key, stream_key = _keys(response["id"])
         lease_until_ms = int((await self._server_time_s() + LEASE_S) * 1000)
@@ -133,6 +154,7 @@ class RedisResponseStore:
         args = [self._replica, self._ttl_ms, int(LEASE_S * 1000), *final, *pairs]
         return bool(await self._append(keys=list(_keys(response_id)), args=args))
 
+    @_mapped
     async def get(self, subject: str, response_id: str) -> Stored | None:
         fields = await self._fields(subject, response_id)
         if fields is None:
@@ -141,6 +163,13 @@ class RedisResponseStore:
         return Stored(json.loads(fields[b"response"]), json.loads(turns) if turns else None)
 
     async def events(self, subject: str, response_id: str, after: int) -> AsyncIterator[bytes]:
+        try:
+            async for event in self._events(subject, response_id, after):
+                yield event
+        except redis.RedisError as exc:
+            raise ResponseStoreUnavailable(str(exc)) from None
+
+    async def _events(self, subject: str, response_id: str, after: int) -> AsyncIterator[bytes]:
         if await self._fields(subject, response_id) is None:
             return
         last = f"{max(after + 1, 0)}-0"
@@ -160,6 +189,7 @@ class RedisResponseStore:
                     yield event
                 return
 
+    @_mapped
     async def cancel(self, subject: str, response_id: str) -> Stored | None:
         stored = await self.get(subject, response_id)
         if stored is None or is_terminal(stored.status):
@@ -168,9 +198,11 @@ class RedisResponseStore:
         await self._cancel(keys=list(_keys(response_id)), args=[self._ttl_ms, dumps(cancelled), CANCEL_CHANNEL])
         return await self.get(subject, response_id)
 
+    @_mapped
     async def settle_cancelled(self, response_id: str, response: dict[str, Any]) -> None:
         await self._settle_cancelled(keys=[_keys(response_id)[0]], args=[dumps(response)])
 
+    @_mapped
     async def delete(self, subject: str, response_id: str) -> bool:
         if await self._fields(subject, response_id) is None:
             return False
@@ -187,7 +219,7 @@ class RedisResponseStore:
                 await renewing
 
     async def cancellations(self) -> AsyncIterator[str]:
-        async with self._redis.pubsub() as pubsub:
+        async with self._listener.pubsub() as pubsub:
             await pubsub.subscribe(CANCEL_CHANNEL)
             async for message in pubsub.listen():
                 if message.get("type") == "message":
@@ -195,6 +227,7 @@ class RedisResponseStore:
 
     async def aclose(self) -> None:
         await self._redis.aclose()
+        await self._listener.aclose()
 
     async def _keep_lease(self, response_id: str, lost: Callable[[], None]) -> None:
         hash_key = _keys(response_id)[0]

@@ -32,7 +32,7 @@ from gateway.openai.outcome import outcome_of
 from gateway.openai.responses import translate
 from gateway.openai.responses.protocol import ResponseRequest
 from gateway.openai.responses.run import ResponseRun, drive
-from gateway.openai.responses.store import ResponseStore, is_terminal
+from gateway.openai.responses.store import ResponseStore, ResponseStoreUnavailable, is_terminal
 from gateway.openai.teams import TeamModels
 from gateway.orchestrator_client import OrchestratorClient
 from gateway.runs.history import RunHistory
@@ -237,6 +237,8 @@ class ResponsesServing:
                     pass
         except asyncio.CancelledError:
             pass  # a cancel: drive has stored the response as cancelled
+        except ResponseStoreUnavailable as exc:
+            logger.error("a background response could not be stored; its run was ended: %s", exc)
         finally:
             self._background.pop(run.response_id, None)
             self._give_back(body, run.subject)
@@ -264,7 +266,12 @@ class ResponsesServing:
             raise outcome.error from None
         start = run.events.start()
         if run.store is not None:
-            await run.store.create(run.subject, run.events.response, start)
+            try:
+                await run.store.create(run.subject, run.events.response, start)
+            except BaseException:
+                finish_run(run.record, run.subject, "error", "the response store failed")
+                run.stream.cancel()
+                raise
         if body.stream:
             return sse.EventStreamResponse(self._stream(run, start), run.grant.headers())
         await unless_disconnected(request, self._complete(run))

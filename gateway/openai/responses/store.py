@@ -28,6 +28,10 @@ REPLICA_STOPPED = (
 )
 
 
+class ResponseStoreUnavailable(Exception):
+    """The store could not be read or written (Redis down); the client gets a 503."""
+
+
 def dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
