@@ -16,6 +16,7 @@ import pytest
 from gateway.openai.responses.redis_store import LEASE_RENEW_S, LEASE_S
 from tests.e2e.conftest import mint_token
 from tests.support.fake_anthropic import FakeAnthropicProcess, spawn_fake_anthropic
+from tests.support.fake_api import text_of
 from tests.support.processes import ProcessMesh, ServiceProcess, free_port, process_mesh, spawn, wait_for_http_ready
 from tests.support.redis_server import redis_server
 
@@ -108,6 +109,17 @@ def test_a_background_run_on_one_replica_completes_as_read_from_the_other(mesh: 
         replay = list(on_b.responses.retrieve(created.id, stream=True, starting_after=1))
     assert done.status == "completed" and done.output_text and done.usage is not None
     assert [e.sequence_number for e in replay] == list(range(2, 2 + len(replay)))
+
+
+def test_previous_response_id_brings_the_earlier_turn_to_the_planner(
+    mesh: ProcessMesh, replica_b: str, fake: FakeAnthropicProcess
+) -> None:
+    with client(mesh) as on_a, client(mesh, replica_b) as on_b:
+        first = on_a.responses.create(model="agentmesh", input="Describe Paris")
+        on_b.responses.create(model="agentmesh", input="And Rome?", previous_response_id=first.id)
+    planning = [r for r in fake.requests() if r["body"].get("tool_choice")]  # the planner forces its plan tool
+    turns = [(m["role"], text_of(m["content"])) for m in planning[-1]["body"]["messages"]]
+    assert turns == [("user", "Describe Paris"), ("assistant", first.output_text), ("user", "And Rome?")]
 
 
 def test_cancel_from_another_replica_stops_every_upstream_call_within_1_s(
