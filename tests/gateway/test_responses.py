@@ -21,6 +21,7 @@ from tests.gateway.conftest import (
     RunEvent,
     mint_token,
     play,
+    usage_event,
 )
 from tests.gateway.responses_support import check_event, check_response, sse_events
 
@@ -306,3 +307,20 @@ async def test_a_run_refused_before_its_first_byte_gives_its_slot_back(
     assert [r.status_code for r in refused] == [503] * 4
     fake.script = play(HAPPY_RUN)
     assert (await post(gateway, {**RESPONSE, "stream": True})).status_code == 200
+
+
+async def test_an_answer_cut_at_its_max_tokens_is_incomplete(gateway: Gateway, fake: FakeOrchestrator) -> None:
+    usage = usage_event()
+    for row in usage.usage.by_agent:
+        row.hit_max_tokens = row.agent == "synthesizer"
+    fake.script = play([*HAPPY_RUN[:-1], usage])
+    events = await read_stream(gateway, "/v1/responses", {**RESPONSE, "stream": True, "max_output_tokens": 5})
+    for event in events:
+        check_event(event)
+    assert events[-1]["type"] == "response.incomplete"
+    final = events[-1]["response"]
+    assert final["status"] == "incomplete" and final["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert final["output"][-1]["status"] == "incomplete" and final["output"][-1]["content"][0]["text"] == "Hello, world"
+    async with gateway.openai() as client:
+        stored = await client.responses.retrieve(final["id"])
+    assert stored.status == "incomplete" and stored.output_text == "Hello, world"

@@ -10,7 +10,7 @@ from typing import Any
 from agentmesh.v1 import common_pb2, orchestrator_pb2
 from gateway.openai.protocol import CompletionUsage, InvalidRequest, UnfinishedSubtask
 from gateway.openai.responses.protocol import InputItem, ResponseRequest
-from gateway.openai.translate import Progress, unfinished, usage_object
+from gateway.openai.translate import Progress, finish_reason, unfinished, usage_object
 
 # A conversation as it is stored for previous_response_id: (role, text) turns, oldest first, no instructions.
 Turns = list[tuple[str, str]]
@@ -161,12 +161,17 @@ class ResponseEvents:
         return [*events, self._event("response.reasoning_summary_text.delta", **self._reasoning_at(), delta=line)]
 
     def finish(self) -> list[dict[str, Any]]:
-        """The events that close the output and complete the response."""
-        events = self._close()
+        """The events that close the output and end the response: ``completed``, or ``incomplete`` when the
+        answer stopped at its max_tokens (the orchestrator's usage says so)."""
+        cut = finish_reason(self.summary) == "length"
+        events = self._close(cut)
         if not self.text:  # an empty answer is still one message
-            events += self._open_message() + self._close()
-        self.response = {**self.response, "status": "completed", "output": self.output(), "usage": self.usage()}
-        return [*events, self._event("response.completed", response=self.response)]
+            events += self._open_message() + self._close(cut)
+        status = "incomplete" if cut else "completed"
+        details = {"reason": "max_output_tokens"} if cut else None
+        self.response = {**self.response, "status": status, "incomplete_details": details,
+                         "output": self.output(incomplete=cut), "usage": self.usage()}  # fmt: skip
+        return [*events, self._event(f"response.{status}", response=self.response)]
 
     def fail(self, message: str, code: str = "server_error") -> list[dict[str, Any]]:
         """The event that ends the response as failed, with what it had produced so far."""
@@ -219,7 +224,7 @@ class ResponseEvents:
             self._event("response.content_part.added", **self._message_at(), part=part),
         ]
 
-    def _close(self) -> list[dict[str, Any]]:
+    def _close(self, cut: bool = False) -> list[dict[str, Any]]:
         opened, self._open = self._open, ""
         if opened == "reasoning":
             text = "".join(self.reasoning)
@@ -241,7 +246,7 @@ class ResponseEvents:
                 self._event(
                     "response.output_item.done",
                     output_index=self._message_index(),
-                    item=self._message_item("completed"),
+                    item=self._message_item("incomplete" if cut else "completed"),
                 ),
             ]
         return []
