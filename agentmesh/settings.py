@@ -97,6 +97,9 @@ class ModelSettings(CommonSettings):
     retry_max_attempts: int = Field(default=3, ge=1, le=10)
     retry_exponential_multiplier: float = Field(default=0.5, gt=0, description="seconds")
     retry_exponential_max: float = Field(default=8.0, gt=0, description="seconds")
+    upstream_pacing: bool = Field(
+        default=True, description="pace model calls from the API's rate-limit headers (docs/fan-outs.md)"
+    )
     circuit_breaker_failure_threshold: int = Field(default=5, ge=1, description="consecutive failed calls")
     circuit_breaker_timeout: float = Field(default=30.0, gt=0, description="seconds a breaker stays open")
 

@@ -25,7 +25,7 @@ class OrchestratorSettings(GrpcServiceSettings, OrchestratorRole, WorkerRole, Sy
     # model of every team must be priced, and an unpriced one stops start-up instead of failing each request.
     max_cost_per_request_usd: float = Field(default=0.0, ge=0, allow_inf_nan=False, description="US dollars")
     spend_limit_usd_per_day: float = Field(default=0.0, ge=0, allow_inf_nan=False, description="US dollars")
-    max_subtasks: int = Field(default=8, ge=1, le=64)
+    max_subtasks: int = Field(default=8, ge=1, le=256)
     planning_timeout: float = Field(default=30.0, gt=0, description="seconds")
     worker_coordination_timeout: float = Field(default=45.0, gt=0, description="seconds")
     synthesis_timeout: float = Field(default=30.0, gt=0, description="seconds")

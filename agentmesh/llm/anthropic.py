@@ -23,6 +23,7 @@ from anthropic.types import Message as ApiMessage
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
+from agentmesh.llm.pacing import RESPONSE_HOOKS
 from agentmesh.llm.provider import (
     Completion,
     InvalidResponse,
@@ -42,6 +43,7 @@ from agentmesh.llm.upstream import (
     connection_cause,
     error_for_status,
     origin,
+    quota_scope,
     redact,
     refused_connection,
     request_headers,
@@ -102,12 +104,13 @@ class AnthropicProvider:
             base_url=base_url,
             max_retries=0,
             timeout=anthropic.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
-            http_client=anthropic.DefaultAioHttpClient(),
+            http_client=anthropic.DefaultAioHttpClient(event_hooks=RESPONSE_HOOKS),
             # The SDK's own call spans join ours when tracing is on. Off, they would be built and dropped: ~7 % of
             # the calls a request makes in the SDK.
             open_telemetry=None if tracing_installed() else False,
         )
         self._where = origin(self._client.base_url)
+        self.quota_scope = quota_scope(self._where, self._client.api_key)
 
     async def complete(self, prompt: Prompt) -> Completion:
         message = await self._create(prompt)

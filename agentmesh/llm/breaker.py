@@ -50,7 +50,8 @@ Listener = Callable[["CircuitBreaker", BreakerState, BreakerState], None]
 
 
 def is_upstream_fault(exc: BaseException) -> bool:
-    return isinstance(exc, RateLimited | Unavailable)
+    # A call the pacing held back (agentmesh.llm.pacer) never reached the API: no news about its health.
+    return isinstance(exc, RateLimited | Unavailable) and not getattr(exc, "held_back", False)
 
 
 @dataclass

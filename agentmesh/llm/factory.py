@@ -5,17 +5,23 @@ from __future__ import annotations
 from agentmesh.llm import registry
 from agentmesh.llm.breaker import BreakerProvider, BreakerRegistry
 from agentmesh.llm.metered import MeteredProvider
+from agentmesh.llm.pacing import Pacers, PacingProvider
 from agentmesh.llm.provider import LLMProvider
 from agentmesh.llm.retry import RetryingProvider, RetryPolicy
 from agentmesh.settings import GrpcServiceSettings
 
 
 def create_provider(
-    settings: GrpcServiceSettings, breakers: BreakerRegistry, backend: LLMProvider | None = None
+    settings: GrpcServiceSettings,
+    breakers: BreakerRegistry,
+    backend: LLMProvider | None = None,
+    pacers: Pacers | None = None,
 ) -> LLMProvider:
-    """Metering outside the breaker outside the retries: a call's retries are one outcome, priced once.
+    """Metering outside the breaker outside the retries outside the pacing: a call's retries are one outcome,
+    priced once, and each attempt waits for quota.
 
-    ``backend`` (one a team file chose) replaces the agent's configured one.
+    ``backend`` (one a team file chose) replaces the agent's configured one; ``pacers`` are the process's (every
+    provider calling one model with one key shares its pacer), a registry of its own when None.
     """
     retry = RetryPolicy(
         max_attempts=settings.retry_max_attempts,
@@ -24,6 +30,8 @@ def create_provider(
     )
     backend = backend or registry.load(settings.provider)()
     prices = settings.prices
+    if settings.upstream_pacing:
+        backend = PacingProvider(backend, pacers or Pacers(), getattr(backend, "quota_scope", ""))
     guarded = BreakerProvider(RetryingProvider(backend, retry), breakers)
     # The configured model keeps its own metric label even unpriced (a local model): one per agent, bounded.
     return MeteredProvider(guarded, settings.agent, prices, known_models=[*prices, settings.model])

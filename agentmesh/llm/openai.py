@@ -29,6 +29,7 @@ from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
+from agentmesh.llm.pacing import RESPONSE_HOOKS
 from agentmesh.llm.provider import (
     BadRequest,
     Completion,
@@ -47,6 +48,7 @@ from agentmesh.llm.upstream import (
     connection_cause,
     error_for_status,
     origin,
+    quota_scope,
     redact,
     refused_connection,
     request_headers,
@@ -104,9 +106,11 @@ class OpenAIProvider:
             base_url=base_url,
             max_retries=0,
             timeout=openai.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
-            http_client=openai.DefaultAioHttpClient(),  # the SDK's aiohttp transport: see agentmesh.llm.anthropic
+            # The SDK's aiohttp transport (see agentmesh.llm.anthropic); its response hook feeds the pacing.
+            http_client=openai.DefaultAioHttpClient(event_hooks=RESPONSE_HOOKS),
         )
         self._where = origin(self._client.base_url)
+        self.quota_scope = quota_scope(self._where, self._client.api_key)
         self._official = self._client.base_url.host == OPENAI_HOST
         self._without_tools: set[str] = set()  # models whose server refused tools
         self._without_schema: set[str] = set()  # ... and a JSON-schema response format

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -24,6 +25,12 @@ class URLLike(Protocol):
 def origin(url: URLLike) -> str:
     """``scheme://host[:port]`` of an API's base URL, for messages: never its userinfo or path."""
     return f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
+
+
+def quota_scope(where: str, api_key: str | None) -> str:
+    """Which quota an API's calls draw on: its origin and a short fingerprint of the key (never the key)."""
+    fingerprint = hashlib.sha256(api_key.encode()).hexdigest()[:12] if api_key else "no-key"
+    return f"{where}#{fingerprint}"
 
 
 def redact(upstream_text: str, api_key: str | None, key_like: re.Pattern[str]) -> str:

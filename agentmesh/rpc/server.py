@@ -20,6 +20,7 @@ from agentmesh.llm import registry
 from agentmesh.llm.breaker import BreakerRegistry
 from agentmesh.llm.factory import create_provider
 from agentmesh.llm.offline import OfflineProvider
+from agentmesh.llm.pacing import Pacers
 from agentmesh.llm.provider import LLMProvider
 from agentmesh.logging import configure_logging
 from agentmesh.metrics import export_breaker_state, listen_host, serve_metrics
@@ -150,11 +151,12 @@ def run_service(settings_class: type[S], start: Callable[[S, TeamProviders], Awa
 
     async def serve() -> None:
         breakers = BreakerRegistry(settings.circuit_breaker_failure_threshold, settings.circuit_breaker_timeout)
-        provider = create_provider(settings, breakers)
+        pacers = Pacers()  # one per process: every agent calling a model with a key paces it together
+        provider = create_provider(settings, breakers, pacers=pacers)
 
         def build(name: str, offline_latency_ms: int | None) -> LLMProvider:
             backend = OfflineProvider(offline_latency_ms) if offline_latency_ms is not None else registry.load(name)()
-            return create_provider(settings, breakers, backend)
+            return create_provider(settings, breakers, backend, pacers)
 
         providers = TeamProviders(provider, settings.provider, build)
         running = await start(settings, providers)

@@ -49,6 +49,7 @@ from tests.support.fake_api import (
     words,
 )
 from tests.support.fake_cache import CacheUse, anthropic_use
+from tests.support.fake_rate_limit import RateLimit, anthropic_headers
 
 __all__ = [
     "ANSWER_PREFIX",
@@ -123,6 +124,9 @@ class FakeAnthropic(FakeAPI):
 
     def arrived(self, record: RecordedRequest, behaviour: Behaviour) -> None:
         record.cache = anthropic_use(record.body, self.prompt_cache)
+
+    def rate_limit_headers(self, limit: RateLimit) -> dict[str, str]:
+        return anthropic_headers(limit)
 
     async def answer(self, record: RecordedRequest, behaviour: Behaviour, answer_id: str, send: Send) -> None:
         answer = _answer(record.body, behaviour, record.cache)

@@ -8,7 +8,9 @@ validates a request, its error bodies and its answers. Everything else is here:
 - as a process: ``python -m tests.support.<fake> --port 0`` prints ``PORT=<n>`` when ready and stops on SIGTERM,
   scripted over HTTP: ``POST /_control/script`` ``{"behaviours": [{...behaviour..., "times": 2}]}``,
   ``POST /_control/default`` ``{...behaviour...}``, ``POST /_control/reset``, ``GET /_control/requests``,
-  ``GET /_control/state`` and ``POST /_control/wait`` ``{"in_flight": 0, "within_s": 5}`` (answers once the state
+  ``POST /_control/rate_limit`` ``{"capacity": 10, "refill_per_s": 10, "headers": true}`` (a token bucket of
+  requests, ``tests.support.fake_rate_limit``; ``{}`` removes it), ``GET /_control/state`` and
+  ``POST /_control/wait`` ``{"in_flight": 0, "within_s": 5}`` (answers once the state
   has those values, 408 after ``within_s``). ``spawn_fake(module)`` runs the process and wraps that API.
 """
 
@@ -37,6 +39,7 @@ import httpx
 import uvicorn
 
 from tests.support.fake_cache import CacheUse, PromptCache
+from tests.support.fake_rate_limit import RateLimit
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -154,6 +157,8 @@ class FakeAPI:
         self._requests: list[RecordedRequest] = []
         self._in_flight = 0
         self.prompt_cache = PromptCache()
+        self._rate_limit: RateLimit | None = None
+        self._rate_limited = 0  # 429s the rate limit sent
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -176,6 +181,10 @@ class FakeAPI:
     def arrived(self, record: RecordedRequest, behaviour: Behaviour) -> None:
         """What the API decides as a valid request arrives, before its latency: its prompt cache lookup."""
 
+    def rate_limit_headers(self, limit: RateLimit) -> dict[str, str]:
+        """The API's headers about the rate limit's state (``tests.support.fake_rate_limit``)."""
+        raise NotImplementedError
+
     # -- scripting and inspection (thread-safe) --
 
     def script(self, *behaviours: Behaviour, times: int = 1) -> None:
@@ -189,8 +198,16 @@ class FakeAPI:
         with self._changed:
             self._default = behaviour or Behaviour()
 
+    def set_rate_limit(self, limit: RateLimit | None) -> None:
+        """Requests beyond ``limit`` get a 429 before any behaviour is used (None: no limit)."""
+        with self._changed:
+            self._rate_limit = limit
+            self._rate_limited = 0
+
     def reset(self) -> None:
         with self._changed:
+            self._rate_limit = None
+            self._rate_limited = 0
             self._script.clear()
             self._default = Behaviour()
             self._requests.clear()
@@ -218,7 +235,12 @@ class FakeAPI:
 
     def state(self) -> dict[str, Any]:
         with self._changed:
-            return {"in_flight": self._in_flight, "request_count": len(self._requests), "scripted": len(self._script)}
+            return {
+                "in_flight": self._in_flight,
+                "request_count": len(self._requests),
+                "scripted": len(self._script),
+                "rate_limited": self._rate_limited,
+            }
 
     def record_usage(self, record: RecordedRequest, usage: dict[str, Any]) -> None:
         with self._changed:
@@ -294,6 +316,14 @@ class FakeAPI:
             record.status = status
             await self.send_error(send, status, error_type, message)
             return
+        admitted, headers = self._admit()
+        if headers:
+            send = _adding_headers(send, headers)
+        if not admitted:
+            record.status = 429
+            error_type = self.error_type_of_status.get(429, "rate_limit_error")
+            await self.send_error(send, 429, error_type, "fake rate limit: too many requests")
+            return
         behaviour = self._next_behaviour(record.body)
         self.arrived(record, behaviour)
         await asyncio.sleep(behaviour.latency_s)
@@ -304,6 +334,19 @@ class FakeAPI:
             await self.send_error(send, behaviour.status, error_type, message, behaviour.error_headers())
             return
         await self.answer(record, behaviour, answer_id, send)
+
+    def _admit(self) -> tuple[bool, dict[str, str]]:
+        """Whether the rate limit lets the request through, and the headers every answer then carries."""
+        with self._changed:
+            limit = self._rate_limit
+            if limit is None:
+                return True, {}
+            admitted = limit.take(time.monotonic())
+            headers = self.rate_limit_headers(limit) if limit.headers else {}
+            if not admitted:
+                self._rate_limited += 1
+                headers["retry-after"] = str(limit.retry_after_s())
+            return admitted, headers
 
     def _next_behaviour(self, body: Mapping[str, Any]) -> Behaviour:
         with self._changed:
@@ -324,6 +367,8 @@ class FakeAPI:
                     self.script(Behaviour.from_json(item), times=times)
             elif route == ("POST", "default"):
                 self.set_default(Behaviour.from_json(data))
+            elif route == ("POST", "rate_limit"):
+                self.set_rate_limit(RateLimit.from_json(data) if data else None)
             elif route == ("POST", "reset"):
                 self.reset()
             elif route == ("POST", "wait"):
@@ -428,6 +473,18 @@ async def _unless_disconnected(receive: Receive, work: Awaitable[None]) -> bool:
     return True
 
 
+def _adding_headers(send: Send, headers: Mapping[str, str]) -> Send:
+    """``send`` with ``headers`` added to the response's start, whichever fake's code sends it."""
+    raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *raw]}
+        await send(message)
+
+    return sending
+
+
 async def start_response(send: Send, status: int, content_type: str, extra: Mapping[str, str] | None = None) -> None:
     headers = {"content-type": content_type, **(extra or {})}
     raw = [(k.encode(), v.encode()) for k, v in headers.items()]
@@ -501,6 +558,10 @@ class FakeAPIProcess:
 
     def script(self, *behaviours: Mapping[str, Any]) -> None:
         self.control("POST", "script", {"behaviours": list(behaviours)})
+
+    def rate_limit(self, capacity: float, refill_per_s: float, *, headers: bool = True) -> None:
+        """A token bucket of requests (``tests.support.fake_rate_limit``)."""
+        self.control("POST", "rate_limit", {"capacity": capacity, "refill_per_s": refill_per_s, "headers": headers})
 
     def requests(self) -> list[dict[str, Any]]:
         return list(self.control("GET", "requests")["requests"])

@@ -54,6 +54,7 @@ from tests.support.fake_api import (
     words,
 )
 from tests.support.fake_cache import CacheUse, openai_use
+from tests.support.fake_rate_limit import RateLimit, openai_headers
 
 __all__ = ["ANSWER_PREFIX", "Behaviour", "FakeOpenAI", "FakeOpenAIProcess", "agent_of", "spawn_fake_openai"]
 
@@ -119,6 +120,9 @@ class FakeOpenAI(FakeAPI):
     def arrived(self, record: RecordedRequest, behaviour: Behaviour) -> None:
         prompt_tokens = _prompt_chars(record.body) // 4 + 1
         record.cache = openai_use(record.body, self.prompt_cache, prompt_tokens)
+
+    def rate_limit_headers(self, limit: RateLimit) -> dict[str, str]:
+        return openai_headers(limit)
 
     async def answer(self, record: RecordedRequest, behaviour: Behaviour, answer_id: str, send: Send) -> None:
         body = record.body
