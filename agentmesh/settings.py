@@ -100,8 +100,18 @@ class ModelSettings(CommonSettings):
     upstream_pacing: bool = Field(
         default=True, description="pace model calls from the API's rate-limit headers (docs/fan-outs.md)"
     )
+    rate_limit_storage_uri: str = Field(
+        default="memory://", description="redis://... shares what the pacing learns among processes"
+    )
     circuit_breaker_failure_threshold: int = Field(default=5, ge=1, description="consecutive failed calls")
     circuit_breaker_timeout: float = Field(default=30.0, gt=0, description="seconds a breaker stays open")
+
+    @field_validator("rate_limit_storage_uri")
+    @classmethod
+    def _storage_scheme(cls, value: str) -> str:
+        if value.partition("://")[0] not in ("memory", "redis", "rediss", "redis+unix"):
+            raise ValueError(f"{value!r}: expected memory:// or redis://host:port (also rediss://, redis+unix://)")
+        return value
 
     @field_validator("model_pricing_file")
     @classmethod

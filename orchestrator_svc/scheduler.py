@@ -31,6 +31,8 @@ class CoordinationTimeout(Exception):
     """The subtasks did not finish within the phase's timeout, and the run cannot go on without them."""
 
 
+Running: TypeAlias = "dict[asyncio.Task[common_pb2.SubtaskResult], tuple[common_pb2.Subtask, float]]"
+Notices: TypeAlias = "list[orchestrator_pb2.RunEvent]"
 Execute = Callable[[common_pb2.Subtask, list[common_pb2.SubtaskResult]], Coroutine[Any, Any, common_pb2.SubtaskResult]]
 
 
@@ -42,7 +44,9 @@ class Scheduler:
     instead and everything still running is cancelled. When the timeout runs out, the subtasks still running
     are cancelled; with ``finish_on_timeout`` and at least one success they (and those never started) end as
     timed out and the run goes on with what is done, otherwise ``CoordinationTimeout`` is raised. Subtasks in
-    ``left_out`` (id to reason) never start: they end over budget before anything else happens.
+    ``left_out`` (id to reason) never start: they end over budget before anything else happens. Events the
+    executions put in ``notices`` (a subtask queued for quota) are relayed as they come, each before its
+    subtask's finish.
     """
 
     subtasks: Sequence[common_pb2.Subtask]
@@ -52,6 +56,7 @@ class Scheduler:
     left_out: Mapping[str, str] = field(default_factory=dict)
     results: dict[str, common_pb2.SubtaskResult] = field(default_factory=dict)
     failures: dict[str, SubtaskFailed] = field(default_factory=dict)
+    notices: asyncio.Queue[orchestrator_pb2.RunEvent] = field(default_factory=asyncio.Queue)
 
     async def run(self, timeout_s: float) -> AsyncGenerator[orchestrator_pb2.RunEvent, None]:
         deadline = time.monotonic() + timeout_s
@@ -62,6 +67,7 @@ class Scheduler:
                     subtask, SubtaskFailed(self.left_out[subtask.id], "FAILED_PRECONDITION", OVER_BUDGET), 0
                 )
         running: dict[asyncio.Task[common_pb2.SubtaskResult], tuple[common_pb2.Subtask, float]] = {}
+        notice: asyncio.Task[orchestrator_pb2.RunEvent] = asyncio.ensure_future(self.notices.get())
         try:
             while waiting or running:
                 for subtask in self._blocked(waiting):
@@ -77,9 +83,11 @@ class Scheduler:
                     )
                 if not running:
                     continue
-                done, _ = await asyncio.wait(
-                    running, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
-                )
+                done, notice, relayed = await self._next(running, notice, deadline)
+                for event in relayed:
+                    yield event
+                if done is None:
+                    continue
                 # Past the deadline the phase is over, even if a call ended at that instant (its own deadline,
                 # which is the phase's, may fire just before our timer does).
                 if not done or time.monotonic() >= deadline:
@@ -90,7 +98,28 @@ class Scheduler:
                     subtask, began = running.pop(task)
                     yield self._finish(task, subtask, _ms_since(began))
         finally:
+            notice.cancel()
             await _cancel_all(running)
+
+    async def _next(
+        self, running: Running, notice: asyncio.Task[orchestrator_pb2.RunEvent], deadline: float
+    ) -> tuple[set[asyncio.Task[common_pb2.SubtaskResult]] | None, asyncio.Task[orchestrator_pb2.RunEvent], Notices]:
+        """Waits until subtasks end, notices come or the deadline passes: (the ended subtasks, or None when only
+        notices came; the notice task to wait on next; the notices to relay first)."""
+        waits: set[asyncio.Future[Any]] = {*running, notice}
+        done, _ = await asyncio.wait(
+            waits, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+        )
+        relayed = []
+        if notice in done:
+            relayed.append(notice.result())
+            notice = asyncio.ensure_future(self.notices.get())
+        while not self.notices.empty():  # a subtask's notice goes before its finish
+            relayed.append(self.notices.get_nowait())
+        ended = {task for task in running if task in done}
+        if not ended and relayed and time.monotonic() < deadline:
+            return None, notice, relayed
+        return ended, notice, relayed
 
     def _start(
         self,
@@ -150,7 +179,11 @@ class Scheduler:
         self.results[subtask.id] = result
         return orchestrator_pb2.RunEvent(
             subtask_finished=orchestrator_pb2.SubtaskFinished(
-                subtask_id=subtask.id, duration_ms=duration_ms, usage=result.usage, outcome=OK
+                subtask_id=subtask.id,
+                duration_ms=duration_ms,
+                usage=result.usage,
+                outcome=OK,
+                queued_ms=result.queued_ms,
             )
         )
 

@@ -37,6 +37,7 @@ from orchestrator_svc.planner import (
     planning_prompt,
     route,
 )
+from orchestrator_svc.queued import relay_queued
 from orchestrator_svc.scheduler import (
     FAILED,
     OVER_BUDGET,
@@ -114,10 +115,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         recorder.planned(plan_event.plan)
         yield plan_event
         coordination_s = self._coordination_timeout_s(context)
-        executor = self._executor(team, request, objective, time.monotonic() + coordination_s, costs)
+        notices: asyncio.Queue[orchestrator_pb2.RunEvent] = asyncio.Queue()
+        executor = self._executor(team, request, objective, time.monotonic() + coordination_s, costs, notices)
         scheduler = Scheduler(
             plan.subtasks,
             executor,
+            notices=notices,
             fail_fast=self._settings.fail_fast,
             finish_on_timeout=self._settings.on_coordination_timeout == "synthesize",
             left_out=left_out,
@@ -251,10 +254,12 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         objective: str,
         coordination_ends: float,
         costs: CostAllotter,
+        notices: asyncio.Queue[orchestrator_pb2.RunEvent],
     ) -> Execute:
         """Each Execute gets what remains of the coordination phase as its deadline (a dependent starts later),
         and its worst case is reserved before it starts: a call the cap cannot cover ends over budget. A worker
-        gets only its subtask's documents; when the prefix is worth caching, it waits for it to be warm."""
+        gets only its subtask's documents; when the prefix is worth caching, it waits for it to be warm. A worker
+        that says its call waits for quota has the subtask reported queued in ``notices``."""
         documents = {document.id: document for document in run.documents}
         run_key = (current_request_id() or new_request_id())[:64]
         warmup = Warmup()
@@ -309,7 +314,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                     if begun is not None:
                         await call.initial_metadata()  # the prefix is readable: the others may start
                         begun.set()
-                    response = await call
+                        response = await call
+                    else:  # a writer sends no queued notice: its initial metadata means its response began
+                        response = await relay_queued(call, subtask.id, notices)
                 usage = response.result.usage
             except grpc.aio.AioRpcError as exc:
                 code, words = downstream_failure(exc)

@@ -10,10 +10,12 @@ import grpc
 from agentmesh import metrics
 from agentmesh.cost_cap import fit_call
 from agentmesh.llm.metered import outcome_of
+from agentmesh.llm.pacing import watch_queue
 from agentmesh.shared_prefix import RESPONSE_BEGUN
 from agentmesh.usage import OutputCap, usage_message
 from agentmesh.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from worker_svc.agents import Specialists
+from worker_svc.queued import queued_notice
 from worker_svc.settings import WorkerSettings
 from worker_svc.task import build_prompt
 from worker_svc.warm import complete_announcing
@@ -39,12 +41,14 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         started = time.monotonic()
         outcome = "ok"
         try:
-            if request.warm:
-                completion = await complete_announcing(
-                    served.provider, prompt, lambda: context.send_initial_metadata(((RESPONSE_BEGUN, "1"),))
-                )
-            else:
-                completion = await served.provider.complete(prompt)
+            # A writer's one initial metadata is the warm-up's "response begun": it sends no queued notice.
+            with watch_queue(None if request.warm else queued_notice(context)) as queue:
+                if request.warm:
+                    completion = await complete_announcing(
+                        served.provider, prompt, lambda: context.send_initial_metadata(((RESPONSE_BEGUN, "1"),))
+                    )
+                else:
+                    completion = await served.provider.complete(prompt)
         except BaseException as exc:
             outcome = outcome_of(exc)
             raise
@@ -74,5 +78,6 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                     completion.stop_reason,
                 ),
                 duration_ms=duration_ms,
+                queued_ms=round(queue.waited_s * 1000),
             )
         )

@@ -23,6 +23,7 @@ from typing import Literal
 from agentmesh.deadline import remaining_s
 from agentmesh.llm.provider import RateLimited
 from agentmesh.llm.quota import Limit, QuotaReading
+from agentmesh.llm.quota_share import SharedQuota
 
 Mode = Literal["probing", "headers", "adaptive"]
 Queued = Callable[[float, str], None]
@@ -131,6 +132,45 @@ class Pacer:
             self.requests.tokens = min(self.requests.tokens, 0.0)
         elif self.mode != "headers":
             self._halve(now, pause)
+        self._notify()
+
+    def snapshot(self, wall_now: float) -> SharedQuota | None:
+        """What this pacer believes, for the other processes (None while it knows nothing yet)."""
+        if self.mode == "probing":
+            return None
+        now = self.clock()
+        self.requests.refill(now)
+        return SharedQuota(
+            mode=self.mode,
+            at=wall_now,
+            capacity=self.requests.capacity,
+            refill_per_s=self.requests.refill_per_s,
+            remaining=max(0.0, self.requests.tokens),
+            paused_until=wall_now + max(0.0, self.paused_until - now),
+            adaptive_rate=self.adaptive_rate,
+        )
+
+    def merge(self, shared: SharedQuota, wall_now: float) -> None:
+        """Takes in what another process learned: its pause, and never more requests left than it saw."""
+        now = self.clock()
+        self.paused_until = max(self.paused_until, now + (shared.paused_until - wall_now))
+        if shared.mode == "headers":
+            since = max(0.0, wall_now - shared.at)
+            left = min(shared.capacity, shared.remaining + since * shared.refill_per_s)
+            if self.mode != "headers":
+                self.mode = "headers"
+                self.requests = Bucket(shared.capacity, shared.refill_per_s, left, now)
+            else:
+                self.requests.refill(now)
+                self.requests.capacity = shared.capacity
+                self.requests.refill_per_s = shared.refill_per_s or self.requests.refill_per_s
+                self.requests.tokens = min(self.requests.tokens, left)
+        elif shared.mode == "adaptive" and self.mode != "headers" and math.isfinite(shared.adaptive_rate):
+            self.mode = "adaptive"
+            if shared.adaptive_rate < self.adaptive_rate:
+                self.adaptive_rate = shared.adaptive_rate
+                tokens = min(self.requests.tokens, 1.0) if self.requests.capacity <= 1 else 0.0
+                self.requests = Bucket(capacity=1, refill_per_s=shared.adaptive_rate, tokens=tokens, updated=now)
         self._notify()
 
     # -- inside --

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from agentmesh.llm.pacer import Pacer
 from agentmesh.llm.provider import LLMProvider, Prompt, RateLimited, StreamItem, aclose_stream
 from agentmesh.llm.quota import QuotaReading, read_quota
+from agentmesh.llm.quota_share import QuotaShare
 from agentmesh.llm.wrapper import R, WrapperProvider
 
 Key = tuple[str, str, str]
@@ -79,8 +80,10 @@ def watch_queue(on_queued: Callable[[float, str], None] | None = None) -> Iterat
 
 @dataclass
 class Pacers:
-    """Every key's pacer in this process, shared by all the providers that call the same model with the same key."""
+    """Every key's pacer in this process, shared by all the providers that call the same model with the same key;
+    with a ``share`` (``agentmesh.llm.quota_share``), what they learn is shared with other processes."""
 
+    share: QuotaShare | None = None
     by_key: dict[Key, Pacer] = field(default_factory=dict)
 
     def get(self, key: Key) -> Pacer:
@@ -102,10 +105,21 @@ class PacingProvider(WrapperProvider):
         return self._pacers.get((self.name, prompt.model, self._scope))
 
     async def _admit(self, pacer: Pacer, prompt: Prompt) -> None:
+        share = self._pacers.share
+        if share is not None and (shared := await share.read(self._share_key(prompt))) is not None:
+            pacer.merge(shared, time.time())
         watch = _watch.get()
         waited = await pacer.acquire(token_cost(prompt), watch._queued if watch is not None else None)
         if watch is not None:
             watch.waited_s += waited
+
+    def _share_key(self, prompt: Prompt) -> str:
+        return f"{self.name}:{prompt.model}:{self._scope}"
+
+    async def _publish(self, pacer: Pacer, prompt: Prompt) -> None:
+        share = self._pacers.share
+        if share is not None and (snapshot := pacer.snapshot(time.time())) is not None:
+            await share.write(self._share_key(prompt), snapshot)
 
     async def around(self, prompt: Prompt, operation: str, call: Callable[[], Awaitable[R]]) -> R:
         pacer = self._pacer(prompt)
@@ -116,6 +130,7 @@ class PacingProvider(WrapperProvider):
             result = await call()
         except RateLimited as exc:
             pacer.rate_limited(exc.retry_after_s, answer.reading)
+            await self._publish(pacer, prompt)
             raise
         except BaseException:
             pacer.answered(answer.reading)
@@ -123,6 +138,7 @@ class PacingProvider(WrapperProvider):
         finally:
             _answer.reset(token)
         pacer.answered(answer.reading)
+        await self._publish(pacer, prompt)
         return result
 
     async def stream(self, prompt: Prompt) -> AsyncIterator[StreamItem]:
@@ -137,6 +153,7 @@ class PacingProvider(WrapperProvider):
         except RateLimited as exc:
             pacer.rate_limited(exc.retry_after_s, answer.reading)
             await aclose_stream(items)
+            await self._publish(pacer, prompt)
             raise
         except BaseException:
             pacer.answered(answer.reading)
@@ -145,6 +162,7 @@ class PacingProvider(WrapperProvider):
         finally:
             _answer.reset(token)
         pacer.answered(answer.reading)
+        await self._publish(pacer, prompt)
         try:
             yield first
             async for item in items:

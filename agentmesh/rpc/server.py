@@ -22,6 +22,7 @@ from agentmesh.llm.factory import create_provider
 from agentmesh.llm.offline import OfflineProvider
 from agentmesh.llm.pacing import Pacers
 from agentmesh.llm.provider import LLMProvider
+from agentmesh.llm.quota_share import create_share
 from agentmesh.logging import configure_logging
 from agentmesh.metrics import export_breaker_state, listen_host, serve_metrics
 from agentmesh.rpc.breaker_health import report_breakers
@@ -151,7 +152,8 @@ def run_service(settings_class: type[S], start: Callable[[S, TeamProviders], Awa
 
     async def serve() -> None:
         breakers = BreakerRegistry(settings.circuit_breaker_failure_threshold, settings.circuit_breaker_timeout)
-        pacers = Pacers()  # one per process: every agent calling a model with a key paces it together
+        # One per process: every agent calling a model with a key paces it together (and with other processes).
+        pacers = Pacers(create_share(settings.rate_limit_storage_uri))
         provider = create_provider(settings, breakers, pacers=pacers)
 
         def build(name: str, offline_latency_ms: int | None) -> LLMProvider:
@@ -165,6 +167,8 @@ def run_service(settings_class: type[S], start: Callable[[S, TeamProviders], Awa
         breakers.on_create.append(lambda breaker: export_breaker_state(breaker.name, breaker.state))
         breakers.listeners.append(lambda breaker, _old, new: export_breaker_state(breaker.name, new))
         running.on_close.append(provider.aclose)
+        if pacers.share is not None:
+            running.on_close.append(pacers.share.aclose)
         runtime.freeze_startup_heap()
         logger.info("%s serving", name, extra={"port": running.port, "services": running.service_names})
         await serve_until_signalled(running, settings.shutdown_grace_period)

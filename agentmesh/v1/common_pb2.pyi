@@ -221,6 +221,7 @@ class SubtaskResult(_message.Message):
     DURATION_MS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
+    QUEUED_MS_FIELD_NUMBER: _builtins.int
     subtask_id: _builtins.str
     """The Subtask.id this result belongs to."""
     output: _builtins.str
@@ -231,6 +232,8 @@ class SubtaskResult(_message.Message):
     """Why the subtask did not succeed, for people; empty on success. Such a subtask has no output."""
     outcome: Global___SubtaskOutcome.ValueType
     """What became of the subtask; read this, not the wording of error."""
+    queued_ms: _builtins.int
+    """Of duration_ms, the time the worker waited for its model's rate limit before calling it, in milliseconds."""
     @_builtins.property
     def usage(self) -> Global___Usage:
         """Tokens and price of the worker's LLM call."""
@@ -244,10 +247,11 @@ class SubtaskResult(_message.Message):
         duration_ms: _builtins.int = ...,
         error: _builtins.str = ...,
         outcome: Global___SubtaskOutcome.ValueType = ...,
+        queued_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error", b"error", "outcome", b"outcome", "output", b"output", "subtask_id", b"subtask_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error", b"error", "outcome", b"outcome", "output", b"output", "queued_ms", b"queued_ms", "subtask_id", b"subtask_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

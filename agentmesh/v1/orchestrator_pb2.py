@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from agentmesh.v1 import common_pb2 as agentmesh_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61gentmesh/v1/orchestrator.proto\x12\x0c\x61gentmesh.v1\x1a\x19\x61gentmesh/v1/common.proto\"\xa3\x01\n\nRunRequest\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.agentmesh.v1.ChatMessage\x12\x19\n\x11max_output_tokens\x18\x02 \x01(\x05\x12\x14\n\x0cmax_cost_usd\x18\x03 \x01(\x01\x12\x0c\n\x04team\x18\x04 \x01(\t\x12)\n\tdocuments\x18\x05 \x03(\x0b\x32\x16.agentmesh.v1.Document\"\xee\x01\n\x08RunEvent\x12\"\n\x04plan\x18\x01 \x01(\x0b\x32\x12.agentmesh.v1.PlanH\x00\x12\x37\n\x0fsubtask_started\x18\x02 \x01(\x0b\x32\x1c.agentmesh.v1.SubtaskStartedH\x00\x12\x39\n\x10subtask_finished\x18\x03 \x01(\x0b\x32\x1d.agentmesh.v1.SubtaskFinishedH\x00\x12\x14\n\ntext_delta\x18\x04 \x01(\tH\x00\x12+\n\x05usage\x18\x05 \x01(\x0b\x32\x1a.agentmesh.v1.UsageSummaryH\x00\x42\x07\n\x05\x65vent\"\x8f\x01\n\x04Plan\x12\'\n\x08subtasks\x18\x01 \x03(\x0b\x32\x15.agentmesh.v1.Subtask\x12\x10\n\x08\x66\x61llback\x18\x02 \x01(\x08\x12\x17\n\x0f\x66\x61llback_reason\x18\x03 \x01(\t\x12\"\n\x05usage\x18\x04 \x01(\x0b\x32\x13.agentmesh.v1.Usage\x12\x0f\n\x07repairs\x18\x05 \x03(\t\"$\n\x0eSubtaskStarted\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\"\x9c\x01\n\x0fSubtaskFinished\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x02 \x01(\x03\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.agentmesh.v1.Usage\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12-\n\x07outcome\x18\x05 \x01(\x0e\x32\x1c.agentmesh.v1.SubtaskOutcome\"\xd1\x01\n\x0cUsageSummary\x12%\n\x08\x62y_agent\x18\x01 \x03(\x0b\x32\x13.agentmesh.v1.Usage\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\x03\x12\x15\n\routput_tokens\x18\x03 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x04 \x01(\x01\x12\x14\n\x0c\x66ully_priced\x18\x05 \x01(\x08\x12/\n\tdurations\x18\x06 \x01(\x0b\x32\x1c.agentmesh.v1.PhaseDurations\x12\x14\n\x0cmax_cost_usd\x18\x07 \x01(\x01\"T\n\x0ePhaseDurations\x12\x13\n\x0bplanning_ms\x18\x01 \x01(\x03\x12\x17\n\x0f\x63oordination_ms\x18\x02 \x01(\x03\x12\x14\n\x0csynthesis_ms\x18\x03 \x01(\x03\x32I\n\x0cOrchestrator\x12\x39\n\x03Run\x12\x18.agentmesh.v1.RunRequest\x1a\x16.agentmesh.v1.RunEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61gentmesh/v1/orchestrator.proto\x12\x0c\x61gentmesh.v1\x1a\x19\x61gentmesh/v1/common.proto\"\xa3\x01\n\nRunRequest\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.agentmesh.v1.ChatMessage\x12\x19\n\x11max_output_tokens\x18\x02 \x01(\x05\x12\x14\n\x0cmax_cost_usd\x18\x03 \x01(\x01\x12\x0c\n\x04team\x18\x04 \x01(\t\x12)\n\tdocuments\x18\x05 \x03(\x0b\x32\x16.agentmesh.v1.Document\"\xa5\x02\n\x08RunEvent\x12\"\n\x04plan\x18\x01 \x01(\x0b\x32\x12.agentmesh.v1.PlanH\x00\x12\x37\n\x0fsubtask_started\x18\x02 \x01(\x0b\x32\x1c.agentmesh.v1.SubtaskStartedH\x00\x12\x39\n\x10subtask_finished\x18\x03 \x01(\x0b\x32\x1d.agentmesh.v1.SubtaskFinishedH\x00\x12\x14\n\ntext_delta\x18\x04 \x01(\tH\x00\x12+\n\x05usage\x18\x05 \x01(\x0b\x32\x1a.agentmesh.v1.UsageSummaryH\x00\x12\x35\n\x0esubtask_queued\x18\x10 \x01(\x0b\x32\x1b.agentmesh.v1.SubtaskQueuedH\x00\x42\x07\n\x05\x65vent\"\x8f\x01\n\x04Plan\x12\'\n\x08subtasks\x18\x01 \x03(\x0b\x32\x15.agentmesh.v1.Subtask\x12\x10\n\x08\x66\x61llback\x18\x02 \x01(\x08\x12\x17\n\x0f\x66\x61llback_reason\x18\x03 \x01(\t\x12\"\n\x05usage\x18\x04 \x01(\x0b\x32\x13.agentmesh.v1.Usage\x12\x0f\n\x07repairs\x18\x05 \x03(\t\"$\n\x0eSubtaskStarted\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\"N\n\rSubtaskQueued\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\x12\x19\n\x11\x65stimated_wait_ms\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xaf\x01\n\x0fSubtaskFinished\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64uration_ms\x18\x02 \x01(\x03\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.agentmesh.v1.Usage\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12-\n\x07outcome\x18\x05 \x01(\x0e\x32\x1c.agentmesh.v1.SubtaskOutcome\x12\x11\n\tqueued_ms\x18\x10 \x01(\x03\"\xd1\x01\n\x0cUsageSummary\x12%\n\x08\x62y_agent\x18\x01 \x03(\x0b\x32\x13.agentmesh.v1.Usage\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\x03\x12\x15\n\routput_tokens\x18\x03 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x04 \x01(\x01\x12\x14\n\x0c\x66ully_priced\x18\x05 \x01(\x08\x12/\n\tdurations\x18\x06 \x01(\x0b\x32\x1c.agentmesh.v1.PhaseDurations\x12\x14\n\x0cmax_cost_usd\x18\x07 \x01(\x01\"T\n\x0ePhaseDurations\x12\x13\n\x0bplanning_ms\x18\x01 \x01(\x03\x12\x17\n\x0f\x63oordination_ms\x18\x02 \x01(\x03\x12\x14\n\x0csynthesis_ms\x18\x03 \x01(\x03\x32I\n\x0cOrchestrator\x12\x39\n\x03Run\x12\x18.agentmesh.v1.RunRequest\x1a\x16.agentmesh.v1.RunEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,17 +35,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNREQUEST']._serialized_start=77
   _globals['_RUNREQUEST']._serialized_end=240
   _globals['_RUNEVENT']._serialized_start=243
-  _globals['_RUNEVENT']._serialized_end=481
-  _globals['_PLAN']._serialized_start=484
-  _globals['_PLAN']._serialized_end=627
-  _globals['_SUBTASKSTARTED']._serialized_start=629
-  _globals['_SUBTASKSTARTED']._serialized_end=665
-  _globals['_SUBTASKFINISHED']._serialized_start=668
-  _globals['_SUBTASKFINISHED']._serialized_end=824
-  _globals['_USAGESUMMARY']._serialized_start=827
-  _globals['_USAGESUMMARY']._serialized_end=1036
-  _globals['_PHASEDURATIONS']._serialized_start=1038
-  _globals['_PHASEDURATIONS']._serialized_end=1122
-  _globals['_ORCHESTRATOR']._serialized_start=1124
-  _globals['_ORCHESTRATOR']._serialized_end=1197
+  _globals['_RUNEVENT']._serialized_end=536
+  _globals['_PLAN']._serialized_start=539
+  _globals['_PLAN']._serialized_end=682
+  _globals['_SUBTASKSTARTED']._serialized_start=684
+  _globals['_SUBTASKSTARTED']._serialized_end=720
+  _globals['_SUBTASKQUEUED']._serialized_start=722
+  _globals['_SUBTASKQUEUED']._serialized_end=800
+  _globals['_SUBTASKFINISHED']._serialized_start=803
+  _globals['_SUBTASKFINISHED']._serialized_end=978
+  _globals['_USAGESUMMARY']._serialized_start=981
+  _globals['_USAGESUMMARY']._serialized_end=1190
+  _globals['_PHASEDURATIONS']._serialized_start=1192
+  _globals['_PHASEDURATIONS']._serialized_end=1276
+  _globals['_ORCHESTRATOR']._serialized_start=1278
+  _globals['_ORCHESTRATOR']._serialized_end=1351
 # @@protoc_insertion_point(module_scope)

@@ -78,6 +78,7 @@ class RunEvent(_message.Message):
     SUBTASK_FINISHED_FIELD_NUMBER: _builtins.int
     TEXT_DELTA_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    SUBTASK_QUEUED_FIELD_NUMBER: _builtins.int
     text_delta: _builtins.str
     """The next piece of the final answer."""
     @_builtins.property
@@ -96,6 +97,12 @@ class RunEvent(_message.Message):
     def usage(self) -> Global___UsageSummary:
         """What the whole run cost, sent once as the last event."""
 
+    @_builtins.property
+    def subtask_queued(self) -> Global___SubtaskQueued:
+        """A started subtask's worker is waiting for its model's rate limit before calling it (at most once per
+        subtask, between its subtask_started and its subtask_finished).
+        """
+
     def __init__(
         self,
         *,
@@ -104,12 +111,13 @@ class RunEvent(_message.Message):
         subtask_finished: Global___SubtaskFinished | None = ...,
         text_delta: _builtins.str = ...,
         usage: Global___UsageSummary | None = ...,
+        subtask_queued: Global___SubtaskQueued | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "plan", b"plan", "subtask_finished", b"subtask_finished", "subtask_started", b"subtask_started", "text_delta", b"text_delta", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "plan", b"plan", "subtask_finished", b"subtask_finished", "subtask_queued", b"subtask_queued", "subtask_started", b"subtask_started", "text_delta", b"text_delta", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "plan", b"plan", "subtask_finished", b"subtask_finished", "subtask_started", b"subtask_started", "text_delta", b"text_delta", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "plan", b"plan", "subtask_finished", b"subtask_finished", "subtask_queued", b"subtask_queued", "subtask_started", b"subtask_started", "text_delta", b"text_delta", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["plan", "subtask_started", "subtask_finished", "text_delta", "usage"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["plan", "subtask_started", "subtask_finished", "text_delta", "usage", "subtask_queued"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -185,6 +193,36 @@ class SubtaskStarted(_message.Message):
 Global___SubtaskStarted: _TypeAlias = SubtaskStarted  # noqa: Y015
 
 @_typing.final
+class SubtaskQueued(_message.Message):
+    """A subtask waits for quota: the upstream's rate limit holds its model call back."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBTASK_ID_FIELD_NUMBER: _builtins.int
+    ESTIMATED_WAIT_MS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    subtask_id: _builtins.str
+    """The Subtask.id that waits."""
+    estimated_wait_ms: _builtins.int
+    """The worker's estimate of the wait, in milliseconds (its real wait comes in SubtaskFinished.queued_ms)."""
+    reason: _builtins.str
+    """Why it waits, for people, e.g. "waiting for the rate limit of anthropic model claude-haiku-4-5"."""
+    def __init__(
+        self,
+        *,
+        subtask_id: _builtins.str = ...,
+        estimated_wait_ms: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimated_wait_ms", b"estimated_wait_ms", "reason", b"reason", "subtask_id", b"subtask_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubtaskQueued: _TypeAlias = SubtaskQueued  # noqa: Y015
+
+@_typing.final
 class SubtaskFinished(_message.Message):
     """A subtask finished, successfully or not."""
 
@@ -195,6 +233,7 @@ class SubtaskFinished(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
+    QUEUED_MS_FIELD_NUMBER: _builtins.int
     subtask_id: _builtins.str
     """The Subtask.id that finished."""
     duration_ms: _builtins.int
@@ -203,6 +242,8 @@ class SubtaskFinished(_message.Message):
     """Why the subtask did not succeed, for people; empty on success."""
     outcome: _common_pb2.SubtaskOutcome.ValueType
     """What became of the subtask: ok, failed, skipped, timed_out or over_budget."""
+    queued_ms: _builtins.int
+    """Of duration_ms, the time its worker waited for the model's rate limit, in milliseconds."""
     @_builtins.property
     def usage(self) -> _common_pb2.Usage:
         """Tokens and price of the worker's call; unset on error."""
@@ -215,10 +256,11 @@ class SubtaskFinished(_message.Message):
         usage: _common_pb2.Usage | None = ...,
         error: _builtins.str = ...,
         outcome: _common_pb2.SubtaskOutcome.ValueType = ...,
+        queued_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error", b"error", "outcome", b"outcome", "subtask_id", b"subtask_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error", b"error", "outcome", b"outcome", "queued_ms", b"queued_ms", "subtask_id", b"subtask_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,19 +129,66 @@ def finish_reason(summary: orchestrator_pb2.UsageSummary | None) -> str:
     return "length" if cut else "stop"
 
 
+DETAILED_PLAN_SIZE = 16
+"""Plans up to this size get a progress line per subtask event; larger ones a summary line (``Progress``)."""
+SUMMARY_INTERVAL_S = 1.0
+
+
 @dataclass
 class Progress:
-    """Describes plan and subtask events as human-readable progress lines."""
+    """Describes plan and subtask events as human-readable progress lines.
+
+    The batching rule: a plan of up to ``DETAILED_PLAN_SIZE`` subtasks gets one line per subtask that is queued
+    for quota or finishes. A larger one lists its first ``DETAILED_PLAN_SIZE`` titles, then gets one summary
+    line ("Progress: 37/256 done, 2 failed (t4, t9), 40 queued for quota") at most every ``SUMMARY_INTERVAL_S``
+    seconds while subtasks finish, and always once the last one has: a 256-way fan-out is a few dozen lines,
+    not hundreds, whatever the pace of the events.
+    """
 
     titles: dict[str, str] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
+    _finished_count: int = 0
+    _failed: list[str] = field(default_factory=list)
+    _queued: set[str] = field(default_factory=set)
+    _summarised_at: float = -math.inf
 
     def describe(self, event: orchestrator_pb2.RunEvent) -> str | None:
         kind = event.WhichOneof("event")
         if kind == "plan":
             return self._plan(event.plan)
+        if kind == "subtask_queued":
+            self._queued.add(event.subtask_queued.subtask_id)
+            return self._queued_line(event.subtask_queued) if self._detailed else None
         if kind == "subtask_finished":
-            return self._finished(event.subtask_finished)
+            self._queued.discard(event.subtask_finished.subtask_id)
+            self._finished_count += 1
+            if unfinished(event.subtask_finished) is not None:
+                self._failed.append(event.subtask_finished.subtask_id)
+            return self._finished(event.subtask_finished) if self._detailed else self._summary()
         return None
+
+    @property
+    def _detailed(self) -> bool:
+        return len(self.titles) <= DETAILED_PLAN_SIZE
+
+    def _queued_line(self, queued: orchestrator_pb2.SubtaskQueued) -> str:
+        title = self.titles.get(queued.subtask_id, queued.subtask_id)
+        return f"⏸ {title} queued: {queued.reason} (about {queued.estimated_wait_ms / 1000:.1f} s)\n"
+
+    def _summary(self) -> str | None:
+        now, total = self.clock(), len(self.titles)
+        if self._finished_count < total and now - self._summarised_at < SUMMARY_INTERVAL_S:
+            return None
+        self._summarised_at = now
+        line = f"Progress: {self._finished_count}/{total} done"
+        if self._failed:
+            shown = ", ".join(self._failed[:5]) + (
+                f" and {len(self._failed) - 5} more" if len(self._failed) > 5 else ""
+            )
+            line += f", {len(self._failed)} did not succeed ({shown})"
+        if self._queued:
+            line += f", {len(self._queued)} queued for quota"
+        return line + "\n"
 
     def _plan(self, plan: orchestrator_pb2.Plan) -> str:
         # A plan over one specialist names none: there was no choice to show.
@@ -151,7 +200,10 @@ class Progress:
             lines[0] += f" (fallback: {plan.fallback_reason or 'the planner gave no usable plan'})"
         if plan.repairs:
             lines[0] += f" (routing repaired: {'; '.join(plan.repairs)})"
-        lines += [f"{number}. {self.titles[subtask.id]}" for number, subtask in enumerate(plan.subtasks, 1)]
+        shown = plan.subtasks[:DETAILED_PLAN_SIZE]
+        lines += [f"{number}. {self.titles[subtask.id]}" for number, subtask in enumerate(shown, 1)]
+        if count > len(shown):
+            lines.append(f"… and {count - len(shown)} more")
         return "\n".join(lines) + "\n"
 
     def _finished(self, finished: orchestrator_pb2.SubtaskFinished) -> str:

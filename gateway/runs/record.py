@@ -24,15 +24,20 @@ class _Subtask:
     started_ms: int | None = None
     finished: orchestrator_pb2.SubtaskFinished | None = None
     finished_ms: int | None = None
+    queued_ms: int | None = None  # when the worker said it waits for quota
+    queued_for_ms: int = 0  # its estimate of the wait; once finished, the wait it had
 
-    def view(self, ended_ms: int | None) -> SubtaskView:
-        """A subtask the run ended without is ``cancelled`` (it was running) or ``not_run``."""
+    def view(self, ended_ms: int | None, now_ms: int) -> SubtaskView:
+        """A subtask the run ended without is ``cancelled`` (it was running) or ``not_run``; one whose worker waits
+        for quota is ``queued`` until the wait it announced is over."""
         missing = unfinished(self.finished) if self.finished is not None else None
         finished_ms = self.finished_ms if self.finished is not None else ended_ms
         if self.finished is not None:
             outcome = missing.outcome if missing is not None else "ok"
         elif ended_ms is not None:
             outcome = "not_run" if self.started_ms is None else "cancelled"
+        elif self.queued_ms is not None and now_ms < self.queued_ms + self.queued_for_ms:
+            outcome = "queued"
         else:
             outcome = "pending" if self.started_ms is None else "running"
         return SubtaskView(
@@ -47,7 +52,13 @@ class _Subtask:
             finished_ms=finished_ms,
             outcome=outcome,
             error=missing.reason if missing is not None else None,
+            queued_ms=self._queued_view(),
         )
+
+    def _queued_view(self) -> int | None:
+        if self.finished is not None and self.finished.queued_ms:
+            return self.finished.queued_ms
+        return self.queued_for_ms if self.queued_ms is not None else None
 
 
 class RunRecord:
@@ -93,6 +104,8 @@ class RunRecord:
                 self._usages.append(event.plan.usage)
         elif kind == "subtask_started" and (entry := self._subtasks.get(event.subtask_started.subtask_id)):
             entry.started_ms = now
+        elif kind == "subtask_queued" and (entry := self._subtasks.get(event.subtask_queued.subtask_id)):
+            entry.queued_ms, entry.queued_for_ms = now, event.subtask_queued.estimated_wait_ms
         elif kind == "subtask_finished" and (entry := self._subtasks.get(event.subtask_finished.subtask_id)):
             entry.finished, entry.finished_ms = event.subtask_finished, now
             if event.subtask_finished.HasField("usage"):
@@ -152,7 +165,7 @@ class RunRecord:
             )
             if plan
             else None,
-            subtasks=[entry.view(self._ended_ms) for entry in self._subtasks.values()],
+            subtasks=[entry.view(self._ended_ms, self.elapsed_ms()) for entry in self._subtasks.values()],
             phases=self._phases(),
             phases_ms=_phases_ms(self.summary) if self.summary is not None else None,
             usage=usage_object(usage, self.failed()) if usage is not None else None,

@@ -38,10 +38,15 @@ class SubtaskView(BaseModel):
     started_ms: int | None = Field(description=f"{MS_FROM_START}; for one never started, when it was given up")
     finished_ms: int | None = Field(description=MS_FROM_START)
     outcome: str = Field(
-        description="ok, failed, skipped, timed_out or over_budget; pending or running while the run goes on; "
-        "cancelled or not_run when the run ended without it"
+        description="ok, failed, skipped, timed_out or over_budget; pending, queued (its worker waits for the "
+        "model's rate limit) or running while the run goes on; cancelled or not_run when the run ended without it"
     )
     error: str | None = Field(description="why it did not succeed, for people")
+    queued_ms: int | None = Field(
+        default=None,
+        description="milliseconds of its time spent waiting for the model's rate limit (the worker's estimate "
+        "until it finishes); null when it did not wait",
+    )
 
 
 class PhaseView(BaseModel):

@@ -7,7 +7,11 @@
   const POLL_BUSY_MS = 1000; // while a run is in progress
   const POLL_IDLE_MS = 3000; // so that new runs show up
   const SVG_NS = "http://www.w3.org/2000/svg";
-  const LAYOUT = { width: 960, label: 200, right: 24, top: 28, row: 30, bar: 18 };
+  const ROOMY = { width: 960, label: 200, right: 24, top: 28, row: 30, bar: 18 };
+  // Beyond COMPACT_AFTER subtasks (a big fan-out), thinner rows at their natural size, scrolled in the frame.
+  const COMPACT = { ...ROOMY, row: 14, bar: 10 };
+  const COMPACT_AFTER = 32;
+  let LAYOUT = ROOMY;
 
   const $ = (id) => document.getElementById(id);
   let selectedId = null;
@@ -130,6 +134,9 @@
 
   function drawTimeline(run) {
     const timeline = $("timeline");
+    const compact = run.subtasks.length > COMPACT_AFTER;
+    LAYOUT = compact ? COMPACT : ROOMY;
+    timeline.classList.toggle("compact", compact);
     const rows = timelineRows(run);
     const height = LAYOUT.top + rows.length * LAYOUT.row + 8;
     const total = Math.max(run.duration_ms, ...run.subtasks.map((s) => s.finished_ms || 0), 1);
@@ -179,6 +186,14 @@
       }
       bar.append(title);
       parts.push(bar);
+      if (row.kind === "subtask" && row.subtask.queued_ms) {
+        // The part of the subtask spent waiting for the model's rate limit, at its start.
+        const waited = Math.min(start + row.subtask.queued_ms, end);
+        const part = svg("rect", { class: "queued-part", x: x(start), y: top, width: Math.max(x(waited) - x(start), 2), height: LAYOUT.bar, rx: 3 });
+        part.setAttribute("data-queued-ms", String(row.subtask.queued_ms));
+        part.append(svg("title", {}, `${row.subtask.id}: ${ms(row.subtask.queued_ms)} queued for quota`));
+        parts.push(part);
+      }
     });
 
     for (const subtask of run.subtasks) {
@@ -244,6 +259,7 @@
       return item;
     });
     $("plan").replaceChildren(...items);
+    $("plan").classList.toggle("compact", run.subtasks.length > COMPACT_AFTER);
   }
 
   // The max_tokens an agent's calls were given, and the configured one when the cost cap lowered it.
