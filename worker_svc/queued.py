@@ -3,9 +3,8 @@ sent at most once, when the first wait begins."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -15,22 +14,20 @@ from agentmesh.rpc.queued import QUEUED_MS_METADATA, QUEUED_REASON_METADATA
 logger = logging.getLogger(__name__)
 
 
-def queued_notice(context: grpc.aio.ServicerContext[Any, Any]) -> Callable[[float, str], None]:
-    """An ``on_queued`` for ``agentmesh.llm.pacing.watch_queue`` that sends the estimate and the reason."""
-    sent: list[asyncio.Task[None]] = []  # keeps the task alive until it has run
+def queued_notice(context: grpc.aio.ServicerContext[Any, Any]) -> Callable[[float, str], Awaitable[None]]:
+    """An ``on_queued`` for ``agentmesh.llm.pacing.watch_queue`` that sends the estimate and the reason.
 
-    def on_queued(estimate_s: float, reason: str) -> None:
+    Awaited in the handler's own task: grpc.aio sends a call's metadata only from there.
+    """
+
+    async def on_queued(estimate_s: float, reason: str) -> None:
         metadata = ((QUEUED_MS_METADATA, str(round(estimate_s * 1000))), (QUEUED_REASON_METADATA, _ascii(reason)))
-        sent.append(asyncio.ensure_future(_send(context, metadata)))
+        try:
+            await context.send_initial_metadata(metadata)
+        except Exception:  # its metadata has gone already: the notice is only a courtesy
+            logger.debug("could not send the queued notice", exc_info=True)
 
     return on_queued
-
-
-async def _send(context: grpc.aio.ServicerContext[Any, Any], metadata: tuple[tuple[str, str], ...]) -> None:
-    try:
-        await context.send_initial_metadata(metadata)
-    except Exception:  # the call ended meanwhile, or its metadata has gone: the notice is only a courtesy
-        logger.debug("could not send the queued notice", exc_info=True)
 
 
 def _ascii(text: str) -> str:

@@ -26,8 +26,8 @@ from agentmesh.llm.quota import Limit, QuotaReading
 from agentmesh.llm.quota_share import SharedQuota
 
 Mode = Literal["probing", "headers", "adaptive"]
-Queued = Callable[[float, str], None]
-"""Told once per call that must wait: the estimated wait in seconds, and why, for people."""
+Queued = Callable[[float, str], Awaitable[None]]
+"""Told (and awaited) once per call that must wait: the estimated wait in seconds, and why, for people."""
 
 HEADROOM = 0.95  # of a learned refill rate: arrival jitter then meets a bucket with a little left
 DEFAULT_PAUSE_S = 1.0  # a 429 without retry-after
@@ -59,7 +59,7 @@ class Bucket:
         """How long until ``cost`` fits: 0 now, infinity when the bucket never refills."""
         self.refill(now)
         short = min(cost, self.capacity) - self.tokens
-        if short <= 0:
+        if short <= 1e-9:  # float residue of a refill computed to the instant: it fits
             return 0.0
         return short / self.refill_per_s if self.refill_per_s > 0 else math.inf
 
@@ -97,12 +97,12 @@ class Pacer:
         self._waiting += 1
         try:
             if queued is not None and (self._lock.locked() or self._wait_s(cost_tokens, started) != 0):
-                queued(self._estimate_s(cost_tokens, started), self._why())
+                await queued(self._estimate_s(cost_tokens, started), self._why())
                 told = True
             async with self._lock:
                 while (wait := self._wait_s(cost_tokens, now := self.clock())) != 0:
                     if queued is not None and not told:
-                        queued(wait if wait is not None else 0.0, self._why())
+                        await queued(wait if wait is not None else 0.0, self._why())
                         told = True
                     await self._wait(wait, now)
                 self._take(cost_tokens, now)

@@ -54,21 +54,21 @@ RESPONSE_HOOKS: dict[str, list[Callable[[Any], Awaitable[None]]]] = {"response":
 class QueueWatch:
     """What a caller learns of its calls' waits: ``on_queued`` when one must wait, ``waited_s`` in all."""
 
-    on_queued: Callable[[float, str], None] | None = None
+    on_queued: Callable[[float, str], Awaitable[None]] | None = None
     waited_s: float = 0.0
     queued: bool = False
 
-    def _queued(self, estimate_s: float, why: str) -> None:
+    async def _queued(self, estimate_s: float, why: str) -> None:
         first, self.queued = not self.queued, True
         if first and self.on_queued is not None:
-            self.on_queued(estimate_s, why)
+            await self.on_queued(estimate_s, why)
 
 
 _watch: ContextVar[QueueWatch | None] = ContextVar("agentmesh_queue_watch", default=None)
 
 
 @contextmanager
-def watch_queue(on_queued: Callable[[float, str], None] | None = None) -> Iterator[QueueWatch]:
+def watch_queue(on_queued: Callable[[float, str], Awaitable[None]] | None = None) -> Iterator[QueueWatch]:
     """Watches the waits of the model calls made in the block (in this task); ``on_queued`` is called once."""
     watch = QueueWatch(on_queued)
     token = _watch.set(watch)

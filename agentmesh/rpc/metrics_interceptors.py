@@ -44,19 +44,10 @@ class ClientMetricsUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(
         self, continuation: Any, client_call_details: ClientCallDetails, request: Any
     ) -> Any:
-        if not _measured(client_call_details):
-            return await continuation(client_call_details, request)
-        observed = _Observation(metrics.grpc_client_handled, metrics.grpc_client_duration, client_call_details.method)
+        # Measured when it ends, not awaited here: the caller must see the call's initial metadata as it comes
+        # (a worker's "queued for quota" notice, agentmesh.rpc.queued), not only with the response.
         call = await continuation(client_call_details, request)
-        try:
-            await call
-        except grpc.aio.AioRpcError as exc:
-            observed.done(exc.code().name)
-            raise
-        except asyncio.CancelledError:
-            observed.done(grpc.StatusCode.CANCELLED.name)
-            raise
-        observed.done(grpc.StatusCode.OK.name)
+        _observe_when_done(call, client_call_details)
         return call
 
 
@@ -65,20 +56,21 @@ class ClientMetricsUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
         self, continuation: Any, client_call_details: ClientCallDetails, request: Any
     ) -> Any:
         call = await continuation(client_call_details, request)
-        if _measured(client_call_details):
-            observed = _Observation(
-                metrics.grpc_client_handled, metrics.grpc_client_duration, client_call_details.method
-            )
-
-            def record(finished: Any) -> None:
-                # code() is a coroutine on aio calls; a finished call answers it at once.
-                task = asyncio.ensure_future(finished.code())
-                task.add_done_callback(
-                    lambda t: observed.done(_code_name(t.result()) if not t.cancelled() else "CANCELLED")
-                )
-
-            call.add_done_callback(record)
+        _observe_when_done(call, client_call_details)
         return call
+
+
+def _observe_when_done(call: Any, details: ClientCallDetails) -> None:
+    if not _measured(details):
+        return
+    observed = _Observation(metrics.grpc_client_handled, metrics.grpc_client_duration, details.method)
+
+    def record(finished: Any) -> None:
+        # code() is a coroutine on aio calls; a finished call answers it at once.
+        task = asyncio.ensure_future(finished.code())
+        task.add_done_callback(lambda t: observed.done(_code_name(t.result()) if not t.cancelled() else "CANCELLED"))
+
+    call.add_done_callback(record)
 
 
 def client_metrics_interceptors() -> list[grpc.aio.ClientInterceptor]:
