@@ -164,3 +164,28 @@ def test_a_subtasks_documents_are_part_of_the_run_view() -> None:
     record.observe(RunEvent(plan=orchestrator_pb2.Plan(subtasks=[subtask])))
     (view,) = record.view().subtasks
     assert view.documents == ["D2"]
+
+
+def test_a_subtask_waiting_for_quota_is_queued_until_its_announced_wait_is_over() -> None:
+    clock = Clock()
+    record = _record(clock)
+    record.observe(_plan(("t1", []), ("t2", [])))
+    record.observe(_started("t1"))
+    record.observe(_started("t2"))
+    record.observe(
+        RunEvent(
+            subtask_queued=orchestrator_pb2.SubtaskQueued(
+                subtask_id="t2", estimated_wait_ms=500, reason="waiting for the rate limit of anthropic model m"
+            )
+        )
+    )
+    clock.advance_ms(200)
+    views = {s.id: s for s in record.view().subtasks}
+    assert (views["t1"].outcome, views["t2"].outcome) == ("running", "queued")
+    assert views["t2"].queued_ms == 500 and views["t1"].queued_ms is None
+    clock.advance_ms(400)
+    assert {s.id: s.outcome for s in record.view().subtasks}["t2"] == "running"
+    finished = _finished("t2")
+    finished.subtask_finished.queued_ms = 640  # what the worker really waited
+    record.observe(finished)
+    assert {s.id: s.queued_ms for s in record.view().subtasks}["t2"] == 640

@@ -8,7 +8,7 @@ import pytest
 
 from agentmesh.v1 import common_pb2, orchestrator_pb2
 from gateway.openai.protocol import ChatCompletionRequest, InvalidRequest
-from gateway.openai.translate import ChunkStream, completion, to_run_request, usage_object
+from gateway.openai.translate import DETAILED_PLAN_SIZE, ChunkStream, Progress, completion, to_run_request, usage_object
 from gateway.spend.control import lowered_headers
 
 
@@ -231,3 +231,48 @@ class TestFittedCaps:
         assert "max_tokens_lowered_from" not in rows[1]  # absent, not null, when not lowered
         assert lowered_headers(usage) == {"X-Max-Tokens-Lowered": "orchestrator 2048->91, synthesizer 4096->900"}
         assert lowered_headers(usage_object(_usage().usage)) == {}
+
+
+class SteppedClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _finished(sid: str, outcome: int = common_pb2.SUBTASK_OUTCOME_OK) -> orchestrator_pb2.RunEvent:
+    error = "" if outcome == common_pb2.SUBTASK_OUTCOME_OK else "worker gone"
+    return orchestrator_pb2.RunEvent(
+        subtask_finished=orchestrator_pb2.SubtaskFinished(subtask_id=sid, outcome=outcome, error=error)  # type: ignore[arg-type]
+    )
+
+
+def _queued(sid: str) -> orchestrator_pb2.RunEvent:
+    queued = orchestrator_pb2.SubtaskQueued(subtask_id=sid, estimated_wait_ms=1500, reason="waiting for the rate limit")
+    return orchestrator_pb2.RunEvent(subtask_queued=queued)
+
+
+def test_a_small_plan_gets_a_line_per_queued_and_finished_subtask() -> None:
+    progress = Progress()
+    assert progress.describe(_plan("Paris", "Rome")) == "Plan: 2 subtasks\n1. Paris\n2. Rome\n"
+    assert progress.describe(_queued("t2")) == "⏸ Rome queued: waiting for the rate limit (about 1.5 s)\n"
+    assert progress.describe(_finished("t2")) == "✓ Rome done in 0.0 s\n"
+
+
+def test_a_256_subtask_plan_is_summarised_at_most_once_a_second_and_once_at_the_end() -> None:
+    clock = SteppedClock()
+    progress = Progress(clock=clock)
+    plan = progress.describe(_plan(*(f"part {n}" for n in range(1, 257))))
+    assert plan is not None and plan.count("\n") == 1 + DETAILED_PLAN_SIZE + 1
+    assert plan.endswith(f"{DETAILED_PLAN_SIZE}. part {DETAILED_PLAN_SIZE}\n… and {256 - DETAILED_PLAN_SIZE} more\n")
+    assert progress.describe(_queued("t200")) is None
+    lines = []
+    for n in range(1, 257):
+        clock.now = n * 0.05  # 256 subtasks finishing over 12.8 s
+        outcome = common_pb2.SUBTASK_OUTCOME_FAILED if n in (4, 9) else common_pb2.SUBTASK_OUTCOME_OK
+        if (line := progress.describe(_finished(f"t{n}", outcome))) is not None:
+            lines.append(line)
+    assert len(lines) <= 14  # one a second, and the last
+    assert lines[0] == "Progress: 1/256 done, 1 queued for quota\n"
+    assert lines[-1] == "Progress: 256/256 done, 2 did not succeed (t4, t9)\n"
