@@ -47,13 +47,13 @@ class Outcome:
     def line(self) -> str:
         excess = f"{(self.wall_s / self.quota_s - 1) * 100:+.0f} %" if self.quota_s > 0 else "n/a"
         return (
-            f"{self.case:<34} {self.subtasks:>8} {self.failed:>6} {self.rate_limited:>5} {self.calls:>5} "
+            f"{self.case:<40} {self.subtasks:>8} {self.failed:>6} {self.rate_limited:>5} {self.calls:>5} "
             f"{self.wall_s:>7.2f} {self.quota_s:>7.2f} {excess:>7}"
         )
 
 
 HEADER = (
-    f"{'case':<34} {'subtasks':>8} {'failed':>6} {'429s':>5} {'calls':>5} {'wall s':>7} {'quota s':>7} {'excess':>7}"
+    f"{'case':<40} {'subtasks':>8} {'failed':>6} {'429s':>5} {'calls':>5} {'wall s':>7} {'quota s':>7} {'excess':>7}"
 )
 
 
@@ -76,8 +76,9 @@ def fan_out(mesh: ProcessMesh, subtasks: int) -> tuple[dict[str, Any], float]:
     return response.json()["usage"], elapsed
 
 
-def mesh_case(args: argparse.Namespace, headers: bool) -> Outcome:
+def mesh_case(args: argparse.Namespace, headers: bool, pacing: bool = True) -> Outcome:
     env = {
+        "UPSTREAM_PACING": str(pacing).lower(),
         "MAX_SUBTASKS": "256",
         "WORKER_COORDINATION_TIMEOUT": "120",
         "REQUEST_TIMEOUT": "170",
@@ -90,7 +91,7 @@ def mesh_case(args: argparse.Namespace, headers: bool) -> Outcome:
         state = fake.state()
     calls = state["request_count"] - state["rate_limited"]
     return Outcome(
-        f"mesh, {'with' if headers else 'without'} headers",
+        f"mesh, {'with' if headers else 'without'} headers" + ("" if pacing else ", no pacing"),
         args.subtasks,
         len(usage["failed_subtasks"]),
         state["rate_limited"],
@@ -143,6 +144,7 @@ def main() -> None:
     if not args.skip_mesh:
         for headers in (True, False):
             print(mesh_case(args, headers).line(), flush=True)
+        print(mesh_case(args, True, pacing=False).line(), flush=True)
     for fake_class in (FakeAnthropic, FakeOpenAI):
         for headers in (True, False):
             print(asyncio.run(provider_case(fake_class, args, headers)).line(), flush=True)
