@@ -30,8 +30,9 @@ def create_provider(
     )
     backend = backend or registry.load(settings.provider)()
     prices = settings.prices
-    if settings.upstream_pacing:
-        backend = PacingProvider(backend, pacers or Pacers(), getattr(backend, "quota_scope", ""))
+    scope = getattr(backend, "quota_scope", None)  # HTTP providers name their quota; the offline model has none
+    if settings.upstream_pacing and scope is not None:
+        backend = PacingProvider(backend, pacers or Pacers(), scope)
     guarded = BreakerProvider(RetryingProvider(backend, retry), breakers)
     # The configured model keeps its own metric label even unpriced (a local model): one per agent, bounded.
     return MeteredProvider(guarded, settings.agent, prices, known_models=[*prices, settings.model])

@@ -32,6 +32,7 @@ class _Answer:
     reading: QuotaReading | None = None
 
 
+NO_HEADERS = QuotaReading()
 _answer: ContextVar[_Answer | None] = ContextVar("agentmesh_quota_answer", default=None)
 
 
@@ -137,7 +138,7 @@ class PacingProvider(WrapperProvider):
             raise
         finally:
             _answer.reset(token)
-        pacer.answered(answer.reading)
+        pacer.answered(answer.reading or NO_HEADERS)  # an answer whose headers were not seen tells nothing more
         await self._publish(pacer, prompt)
         return result
 
@@ -161,7 +162,7 @@ class PacingProvider(WrapperProvider):
             raise
         finally:
             _answer.reset(token)
-        pacer.answered(answer.reading)
+        pacer.answered(answer.reading or NO_HEADERS)
         await self._publish(pacer, prompt)
         try:
             yield first
