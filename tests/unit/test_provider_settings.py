@@ -99,3 +99,17 @@ async def test_every_registered_module_builds_its_provider(monkeypatch: pytest.M
             assert provider.name == name
         finally:
             await provider.aclose()
+
+
+def test_plans_of_up_to_256_subtasks_are_allowed_and_larger_caps_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_SUBTASKS", "256")
+    assert OrchestratorSettings().max_subtasks == 256
+    monkeypatch.setenv("MAX_SUBTASKS", "257")
+    with pytest.raises(ValueError, match="less than or equal to 256"):
+        OrchestratorSettings()
+
+
+def test_a_rate_limit_storage_that_is_neither_memory_nor_redis_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RATE_LIMIT_STORAGE_URI", "memcached://cache:11211")
+    with pytest.raises(ValueError, match="expected memory:// or redis://"):
+        WorkerSettings()
