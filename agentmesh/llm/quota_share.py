@@ -5,12 +5,14 @@ key (the requests left as of a wall-clock instant, the bucket's size and refill 
 the adaptive rate), and reads the others' before each call: a 429 one replica got pauses them all, and a replica
 starting late begins from what the others know instead of probing. Each replica still takes its own calls from
 its own mirror of the bucket, so replicas may overlap a little; the API's headers correct them at the next answer.
-Redis trouble never stops a call: the pacer goes on with what it knows alone, and says so once in the log.
+Redis trouble never stops a call: the pacer goes on with what it knows alone for ``QUIET_S``, then tries again,
+and says so once in the log.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
@@ -22,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "agentmesh:quota:"
 TTL_S = 120  # a key nobody has called for two minutes is forgotten: its numbers would be stale anyway
+QUIET_S = 30.0  # after a Redis error, calls go on without it this long instead of each waiting for its timeout
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,11 @@ class RedisQuotaShare:
         url = uri.replace("redis+unix://", "unix://", 1)  # the limits library's name for a Unix socket
         self._client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._warned = False
+        self._quiet_until = 0.0
 
     async def read(self, key: str) -> SharedQuota | None:
+        if time.monotonic() < self._quiet_until:
+            return None
         try:
             raw = await self._client.hgetall(KEY_PREFIX + key)
         except RedisError as exc:
@@ -62,6 +68,8 @@ class RedisQuotaShare:
         return _parse(raw)
 
     async def write(self, key: str, quota: SharedQuota) -> None:
+        if time.monotonic() < self._quiet_until:
+            return
         mapping: dict[Any, Any] = {name: str(value) for name, value in asdict(quota).items()}
         try:
             async with self._client.pipeline(transaction=True) as pipe:
@@ -75,6 +83,7 @@ class RedisQuotaShare:
         await self._client.aclose()
 
     def _trouble(self, exc: RedisError) -> None:
+        self._quiet_until = time.monotonic() + QUIET_S
         if not self._warned:
             self._warned = True
             logger.warning(
