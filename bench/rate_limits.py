@@ -80,6 +80,7 @@ def mesh_case(args: argparse.Namespace, headers: bool, pacing: bool = True) -> O
     env = {
         "UPSTREAM_PACING": str(pacing).lower(),
         "MAX_SUBTASKS": "256",
+        "ORCHESTRATOR_MAX_TOKENS": "16000",  # a plan of 256 subtasks written out is about 8,600 tokens
         "WORKER_COORDINATION_TIMEOUT": "120",
         "REQUEST_TIMEOUT": "170",
         "SYNTHESIS_TIMEOUT": "30",

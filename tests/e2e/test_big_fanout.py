@@ -37,6 +37,7 @@ def mesh(fake: FakeAnthropicProcess, tmp_path_factory: pytest.TempPathFactory) -
         "ANTHROPIC_API_KEY": API_KEY,
         "ANTHROPIC_BASE_URL": fake.base_url,
         "MAX_SUBTASKS": str(SUBTASKS),
+        "ORCHESTRATOR_MAX_TOKENS": "16000",  # a plan of 256 subtasks written out is about 8,600 tokens
         "WORKER_COORDINATION_TIMEOUT": "90",
         "REQUEST_TIMEOUT": "150",
     }
