@@ -11,11 +11,15 @@ import httpx2
 from anthropic import Omit
 from anthropic.types import (
     AssistantMessageParam,
+    ContentBlockParam,
     MessageDeltaUsage,
     MessageParam,
     TextBlockParam,
     ToolChoiceParam,
+    ToolParam,
+    ToolResultBlockParam,
     ToolUnionParam,
+    ToolUseBlockParam,
     Usage,
     UserMessageParam,
 )
@@ -25,7 +29,9 @@ from pydantic_settings import BaseSettings
 
 from agentmesh.llm.pacing import RESPONSE_HOOKS
 from agentmesh.llm.provider import (
+    AssistantTurn,
     Completion,
+    ConversationItem,
     InvalidResponse,
     Message,
     Prompt,
@@ -37,6 +43,10 @@ from agentmesh.llm.provider import (
     TokenUsage,
     Tool,
     ToolCall,
+    ToolResults,
+    ToolUse,
+    TurnRequest,
+    TurnResult,
     Unavailable,
 )
 from agentmesh.llm.upstream import (
@@ -128,6 +138,37 @@ class AnthropicProvider:
             f"{message.model} answered without calling the forced tool {tool.name!r} "
             f"(stop_reason={message.stop_reason}); max_tokens may be too small for the tool input",
             details={"stop_reason": message.stop_reason},
+        )
+
+    async def turn(self, request: TurnRequest) -> TurnResult:
+        tools: list[ToolUnionParam] | Omit = (
+            [_tool(tool) for tool in request.tools] if request.tools else anthropic.omit
+        )
+        # "none" still lists the tools: a conversation with tool_use blocks must define them.
+        tool_choice: ToolChoiceParam | Omit = anthropic.omit
+        if request.tools:
+            tool_choice = {"type": "none"} if request.tool_choice == "none" else {"type": "auto"}
+        try:
+            message = await self._client.messages.create(
+                model=request.model,
+                max_tokens=request.max_tokens,
+                messages=[_item(item) for item in request.items],
+                system=request.system or anthropic.omit,
+                tools=tools,
+                tool_choice=tool_choice,
+                extra_headers=request_headers(),
+            )
+        except anthropic.APIError as exc:
+            raise map_error(exc, self._where, self._client.api_key) from None
+        return TurnResult(
+            text="".join(block.text for block in message.content if block.type == "text"),
+            tool_calls=[
+                ToolUse(id=block.id, name=block.name, arguments=block.input if isinstance(block.input, dict) else {})
+                for block in message.content
+                if block.type == "tool_use"
+            ],
+            usage=_usage(message.model, message.usage),
+            stop_reason=message.stop_reason,
         )
 
     async def stream(self, prompt: Prompt) -> AsyncIterator[StreamItem]:
@@ -236,6 +277,30 @@ def _message(message: Message) -> MessageParam:
     if message.role == "user":
         return UserMessageParam(role="user", content=message.content)
     return AssistantMessageParam(role="assistant", content=message.content)
+
+
+def _tool(tool: Tool) -> ToolParam:
+    return {"name": tool.name, "description": tool.description, "input_schema": dict(tool.input_schema)}
+
+
+def _item(item: ConversationItem) -> MessageParam:
+    """A conversation item as a message: tool results travel as ``tool_result`` blocks of a user message."""
+    if isinstance(item, ToolResults):
+        results: list[ContentBlockParam] = [
+            ToolResultBlockParam(
+                type="tool_result", tool_use_id=result.call_id, content=result.content, is_error=result.is_error
+            )
+            for result in item.results
+        ]
+        return UserMessageParam(role="user", content=results)
+    if isinstance(item, AssistantTurn):
+        blocks: list[ContentBlockParam] = [TextBlockParam(type="text", text=item.text)] if item.text else []
+        blocks += [
+            ToolUseBlockParam(type="tool_use", id=call.id, name=call.name, input=dict(call.arguments))
+            for call in item.tool_calls
+        ]
+        return AssistantMessageParam(role="assistant", content=blocks)
+    return UserMessageParam(role="user", content=item.text)
 
 
 def _add_final_counts(usage: Usage, final: MessageDeltaUsage) -> None:

@@ -27,6 +27,7 @@ from agentmesh.llm.provider import (
     Prompt,
     ProviderError,
     RateLimited,
+    Request,
     StreamItem,
     Unavailable,
     aclose_stream,
@@ -171,7 +172,7 @@ class BreakerProvider(WrapperProvider):
         super().__init__(inner)
         self.registry = registry
 
-    async def around(self, prompt: Prompt, operation: str, call: Callable[[], Awaitable[R]]) -> R:
+    async def around(self, prompt: Request, operation: str, call: Callable[[], Awaitable[R]]) -> R:
         breaker = self.registry.get(prompt.model)
         breaker.acquire()
         try:

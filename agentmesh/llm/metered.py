@@ -18,6 +18,7 @@ from agentmesh.llm.provider import (
     LLMProvider,
     Prompt,
     ProviderError,
+    Request,
     StreamDone,
     StreamItem,
     TextDelta,
@@ -52,7 +53,7 @@ class MeteredProvider(WrapperProvider):
             return model
         return metrics.bounded(model, self._known_models)
 
-    def _start(self, prompt: Prompt, operation: str) -> Span:
+    def _start(self, prompt: Request, operation: str) -> Span:
         """A client span in OpenTelemetry's GenAI conventions, so trace tools show it as a model call."""
         return tracer.start_span(
             f"llm.{operation}",
@@ -69,7 +70,7 @@ class MeteredProvider(WrapperProvider):
         )
 
     def _succeeded(
-        self, span: Span, prompt: Prompt, usage: TokenUsage, stop_reason: str | None, started: float
+        self, span: Span, prompt: Request, usage: TokenUsage, stop_reason: str | None, started: float
     ) -> TokenUsage:
         priced = dataclasses.replace(usage, cost_usd=cost_usd(usage, self._prices))
         model = self._label(prompt.model)
@@ -102,7 +103,7 @@ class MeteredProvider(WrapperProvider):
         span.end()
         return priced
 
-    def _failed(self, span: Span, prompt: Prompt, exc: BaseException, started: float) -> None:
+    def _failed(self, span: Span, prompt: Request, exc: BaseException, started: float) -> None:
         outcome = outcome_of(exc)
         model = self._label(prompt.model)
         metrics.llm_calls.labels(self._agent, model, outcome).inc()
@@ -111,7 +112,7 @@ class MeteredProvider(WrapperProvider):
         span.set_status(Status(StatusCode.ERROR, outcome))
         span.end()
 
-    async def around(self, prompt: Prompt, operation: str, call: Callable[[], Awaitable[R]]) -> R:
+    async def around(self, prompt: Request, operation: str, call: Callable[[], Awaitable[R]]) -> R:
         span, started = self._start(prompt, operation), time.monotonic()
         try:
             with trace.use_span(span, end_on_exit=False):

@@ -3,7 +3,8 @@
 It answers by echoing what it was asked (so the data flow through the mesh is visible), plans by
 splitting the request into its lines (a line starting with "then" depends on the line before it) and, when the
 plan tool offers specialists, gives the parts to them in turn (a request of fewer parts goes to each of them),
-answers any other forced tool with an input its schema accepts, and simulates model latency with
+answers any other forced tool with an input its schema accepts, drives a tool loop (offered tools are each called
+once, concurrently, in the first turn; the next turn answers from their results), and simulates model latency with
 ``OFFLINE_LATENCY_MS``.
 """
 
@@ -20,8 +21,10 @@ from pydantic_settings import BaseSettings
 
 from agentmesh.llm.pricing import OFFLINE_MODEL
 from agentmesh.llm.provider import (
+    AssistantTurn,
     Completion,
     InvalidResponse,
+    Message,
     Prompt,
     StreamDone,
     StreamItem,
@@ -29,11 +32,18 @@ from agentmesh.llm.provider import (
     TokenUsage,
     Tool,
     ToolCall,
+    ToolResults,
+    ToolUse,
+    TurnRequest,
+    TurnResult,
+    UserText,
 )
 from agentmesh.settings import SETTINGS_CONFIG, load_settings
 
 LABEL = "[offline demo model]"
 MAX_ECHO_CHARS = 4000
+MAX_TOOL_CALLS = 4
+MAX_TOOL_ARGUMENT_CHARS = 200
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _QUESTION_END = re.compile(r"(?<=\?)\s+")
 
@@ -124,6 +134,48 @@ def _agents(schema: Mapping[str, Any]) -> list[str]:
     return [str(name) for name in subtask.get("properties", {}).get("agent", {}).get("enum", [])]
 
 
+def _turn_chars(request: TurnRequest) -> int:
+    chars = len(request.system)
+    for item in request.items:
+        if isinstance(item, UserText):
+            chars += len(item.text)
+        elif isinstance(item, AssistantTurn):
+            chars += len(item.text) + sum(len(str(call.arguments)) for call in item.tool_calls)
+        else:
+            chars += sum(len(result.content) for result in item.results)
+    return chars
+
+
+def _tool_calls(request: TurnRequest) -> list[ToolUse]:
+    """Each offered tool once (at most ``MAX_TOOL_CALLS``), with an input its schema accepts built from the ask."""
+    asked = next((item.text for item in reversed(request.items) if isinstance(item, UserText)), "")
+    calls = []
+    for index, tool in enumerate(request.tools[:MAX_TOOL_CALLS], start=1):
+        arguments = example_of(tool.input_schema, asked[:MAX_TOOL_ARGUMENT_CHARS])
+        calls.append(ToolUse(id=f"offline_call_{index}", name=tool.name, arguments=_object(arguments)))
+    return calls
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _answer_from_tools(request: TurnRequest) -> str:
+    names = {
+        call.id: call.name for item in request.items if isinstance(item, AssistantTurn) for call in item.tool_calls
+    }
+    lines = [f"{LABEL} No LLM was called; I called tools and this is what they said:"]
+    for item in request.items:
+        if isinstance(item, ToolResults):
+            for result in item.results:
+                said = (
+                    result.content if len(result.content) <= MAX_ECHO_CHARS else result.content[:MAX_ECHO_CHARS] + " …"
+                )
+                marker = " (error)" if result.is_error else ""
+                lines.append(f"- {names.get(result.call_id, result.call_id)}{marker}: {said}")
+    return "\n".join(lines)
+
+
 class OfflineSettings(BaseSettings):
     model_config = SETTINGS_CONFIG
 
@@ -175,6 +227,29 @@ class OfflineProvider:
         if not isinstance(answer, dict):
             raise InvalidResponse(f"the offline demo model cannot call {tool.name!r}: its input schema is no object")
         return ToolCall(input=answer, usage=self._usage(prompt, str(answer)), stop_reason="tool_call")
+
+    async def turn(self, request: TurnRequest) -> TurnResult:
+        """Calls the offered tools while no result is in the conversation, then answers from the results."""
+        await asyncio.sleep(self._latency_s)
+        used = any(isinstance(item, ToolResults) for item in request.items)
+        usage_in = _tokens(_turn_chars(request))
+        if request.tools and request.tool_choice == "auto" and not used:
+            calls = _tool_calls(request)
+            out = _tokens(sum(len(str(call.arguments)) for call in calls))
+            return TurnResult(
+                text="", tool_calls=calls, usage=self._turn_usage(usage_in, out), stop_reason="tool_calls"
+            )
+        if used:
+            text = _answer_from_tools(request)
+        else:
+            asked = next((item.text for item in reversed(request.items) if isinstance(item, UserText)), "")
+            text = _echo(Prompt(request.model, request.system, [Message("user", asked)], request.max_tokens))
+        return TurnResult(
+            text=text, tool_calls=[], usage=self._turn_usage(usage_in, _tokens(len(text))), stop_reason="stop"
+        )
+
+    def _turn_usage(self, input_tokens: int, output_tokens: int) -> TokenUsage:
+        return TokenUsage(model=OFFLINE_MODEL, input_tokens=input_tokens, output_tokens=output_tokens)
 
     async def aclose(self) -> None:
         return None

@@ -20,9 +20,12 @@ from openai import Omit
 from openai.types import CompletionUsage
 from openai.types.chat import (
     ChatCompletion,
+    ChatCompletionAssistantMessageParam,
     ChatCompletionMessage,
     ChatCompletionMessageParam,
+    ChatCompletionMessageToolCallParam,
     ChatCompletionNamedToolChoiceParam,
+    ChatCompletionToolChoiceOptionParam,
     ChatCompletionToolParam,
 )
 from openai.types.shared_params import ResponseFormatJSONSchema
@@ -31,8 +34,10 @@ from pydantic_settings import BaseSettings
 
 from agentmesh.llm.pacing import RESPONSE_HOOKS
 from agentmesh.llm.provider import (
+    AssistantTurn,
     BadRequest,
     Completion,
+    ConversationItem,
     InvalidResponse,
     Prompt,
     ProviderError,
@@ -42,6 +47,10 @@ from agentmesh.llm.provider import (
     TokenUsage,
     Tool,
     ToolCall,
+    ToolResults,
+    ToolUse,
+    TurnRequest,
+    TurnResult,
     Unavailable,
 )
 from agentmesh.llm.upstream import (
@@ -143,6 +152,33 @@ class OpenAIProvider:
             f"the server at {self._where} refuses both tools and a JSON-schema response_format for {prompt.model}"
         )
 
+    async def turn(self, request: TurnRequest) -> TurnResult:
+        prompt = Prompt(model=request.model, system=request.system, messages=(), max_tokens=request.max_tokens)
+        completion = await self._create(
+            prompt,
+            messages=_turn_messages(request),
+            tools=[_function(tool) for tool in request.tools] if request.tools else openai.omit,
+            tool_choice=request.tool_choice if request.tools else openai.omit,
+        )
+        message = _message(completion)
+        calls = [
+            ToolUse(
+                id=call.id,
+                name=call.function.name,
+                arguments=_json_object(
+                    call.function.arguments or "{}", f"{completion.model}'s {call.function.name!r} arguments"
+                ),
+            )
+            for call in message.tool_calls or []
+            if call.type == "function"
+        ]
+        return TurnResult(
+            text=message.content or "",
+            tool_calls=calls,
+            usage=_usage(completion.model, completion.usage),
+            stop_reason=completion.choices[0].finish_reason,
+        )
+
     async def stream(self, prompt: Prompt) -> AsyncIterator[StreamItem]:
         usage: CompletionUsage | None = None
         stop_reason: str | None = None
@@ -177,10 +213,7 @@ class OpenAIProvider:
         await self._client.close()
 
     async def _forced_call(self, prompt: Prompt, tool: Tool) -> ToolCall:
-        function: ChatCompletionToolParam = {
-            "type": "function",
-            "function": {"name": tool.name, "description": tool.description, "parameters": dict(tool.input_schema)},
-        }
+        function = _function(tool)
         choice: ChatCompletionNamedToolChoiceParam = {"type": "function", "function": {"name": tool.name}}
         completion = await self._create(prompt, tools=[function], tool_choice=choice)
         message = _message(completion)
@@ -243,15 +276,16 @@ class OpenAIProvider:
         self,
         prompt: Prompt,
         *,
+        messages: list[ChatCompletionMessageParam] | None = None,
         tools: list[ChatCompletionToolParam] | Omit = openai.omit,
-        tool_choice: ChatCompletionNamedToolChoiceParam | Omit = openai.omit,
+        tool_choice: ChatCompletionToolChoiceOptionParam | Omit = openai.omit,
         response_format: ResponseFormatJSONSchema | Omit = openai.omit,
     ) -> ChatCompletion:
         max_tokens, max_completion_tokens = self._max_tokens(prompt)
         try:
             return await self._client.chat.completions.create(
                 model=prompt.model,
-                messages=_messages(prompt),
+                messages=_messages(prompt) if messages is None else messages,
                 max_tokens=max_tokens,
                 max_completion_tokens=max_completion_tokens,
                 tools=tools,
@@ -309,6 +343,50 @@ def _messages(prompt: Prompt) -> list[ChatCompletionMessageParam]:
         else:
             messages.append({"role": "assistant", "content": message.content})
     return messages
+
+
+def _function(tool: Tool) -> ChatCompletionToolParam:
+    return {
+        "type": "function",
+        "function": {"name": tool.name, "description": tool.description, "parameters": dict(tool.input_schema)},
+    }
+
+
+def _turn_messages(request: TurnRequest) -> list[ChatCompletionMessageParam]:
+    messages: list[ChatCompletionMessageParam] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    for item in request.items:
+        messages.extend(_turn_message(item))
+    return messages
+
+
+def _turn_message(item: ConversationItem) -> list[ChatCompletionMessageParam]:
+    """One item as messages: each tool result is a ``tool`` message of its own (the API has no error flag, so a
+    failed call's content says so)."""
+    if isinstance(item, ToolResults):
+        return [
+            {
+                "role": "tool",
+                "tool_call_id": result.call_id,
+                "content": f"Error: {result.content}" if result.is_error else result.content,
+            }
+            for result in item.results
+        ]
+    if isinstance(item, AssistantTurn):
+        message: ChatCompletionAssistantMessageParam = {"role": "assistant", "content": item.text or None}
+        if item.tool_calls:
+            message["tool_calls"] = [_call_param(call) for call in item.tool_calls]
+        return [message]
+    return [{"role": "user", "content": item.text}]
+
+
+def _call_param(call: ToolUse) -> ChatCompletionMessageToolCallParam:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": json.dumps(dict(call.arguments))},
+    }
 
 
 def _upstream_message(exc: openai.APIError) -> str:

@@ -102,7 +102,77 @@ class StreamDone:
 
 StreamItem = TextDelta | StreamDone
 
-Reply = Completion | ToolCall
+
+@dataclass(frozen=True)
+class ToolUse:
+    """A tool call the model asked for in a turn: ``id`` pairs it with its ``ToolResult``; arguments unvalidated."""
+
+    id: str
+    name: str
+    arguments: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What a tool returned for the call ``call_id``; ``is_error`` tells the model the call failed."""
+
+    call_id: str
+    content: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True)
+class UserText:
+    text: str
+
+
+@dataclass(frozen=True)
+class AssistantTurn:
+    """What the model said in an earlier turn: its text and the tool calls it made."""
+
+    text: str
+    tool_calls: Sequence[ToolUse] = ()
+
+
+@dataclass(frozen=True)
+class ToolResults:
+    """The results of one assistant turn's tool calls, in any order (ids pair them)."""
+
+    results: Sequence[ToolResult]
+
+
+ConversationItem = UserText | AssistantTurn | ToolResults
+
+ToolChoice = Literal["auto", "none"]
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """One model turn of a conversation that may use tools: ``tools`` are offered (``tool_choice`` "auto": the
+    model may call them; "none": it must answer in text, the tools still listed so earlier calls make sense)."""
+
+    model: str
+    system: str
+    items: Sequence[ConversationItem]
+    max_tokens: int
+    tools: Sequence[Tool] = ()
+    tool_choice: ToolChoice = "auto"
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """The model's turn: its text and the tool calls it wants run (none means this is its answer)."""
+
+    text: str
+    tool_calls: Sequence[ToolUse]
+    usage: TokenUsage
+    stop_reason: str | None = None
+
+
+Request = Prompt | TurnRequest
+"""What a unary call is given: every kind names its ``model`` and ``max_tokens`` (what wrappers read)."""
+
+Reply = Completion | ToolCall | TurnResult
 """What a unary call returns: every kind carries its ``usage`` and ``stop_reason`` (a new kind joins here)."""
 
 
@@ -119,6 +189,10 @@ class LLMProvider(Protocol):
 
     async def call_tool(self, prompt: Prompt, tool: Tool) -> ToolCall:
         """Forces the model to call ``tool`` once and returns the arguments it chose."""
+        ...
+
+    async def turn(self, request: TurnRequest) -> TurnResult:
+        """One turn of a conversation with tools: the model answers, or asks for tool calls."""
         ...
 
     async def aclose(self) -> None: ...

@@ -19,7 +19,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from agentmesh.deadline import remaining_s
-from agentmesh.llm.provider import LLMProvider, Prompt, ProviderError, StreamItem, aclose_stream
+from agentmesh.llm.provider import LLMProvider, Prompt, ProviderError, Request, StreamItem, aclose_stream
 from agentmesh.llm.wrapper import R, WrapperProvider
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class RetryingProvider(WrapperProvider):
         super().__init__(inner)
         self._policy = policy
 
-    async def around(self, prompt: Prompt, operation: str, call: Callable[[], Awaitable[R]]) -> R:
+    async def around(self, prompt: Request, operation: str, call: Callable[[], Awaitable[R]]) -> R:
         return await self._policy.call(call)
 
     async def stream(self, prompt: Prompt) -> AsyncIterator[StreamItem]:
