@@ -13,8 +13,10 @@ import pytest
 
 from agentmesh.llm.anthropic import AnthropicProvider
 from agentmesh.llm.provider import (
+    AssistantTurn,
     AuthenticationFailed,
     BadRequest,
+    ConversationItem,
     InvalidResponse,
     LLMProvider,
     Message,
@@ -26,7 +28,13 @@ from agentmesh.llm.provider import (
     TextDelta,
     TokenUsage,
     Tool,
+    ToolChoice,
+    ToolResult,
+    ToolResults,
+    ToolUse,
+    TurnRequest,
     Unavailable,
+    UserText,
 )
 from agentmesh.llm.retry import RetryingProvider
 from agentmesh.request_context import request_id_var
@@ -467,3 +475,101 @@ async def test_the_fake_runs_as_a_process_scripted_over_http() -> None:
     assert [r["status"] for r in requests] == [529, 529, 200]
     assert completion.usage == usage_of(requests[-1]["usage"])
     assert fake.process.returncode is not None
+
+
+# -- tool loops: one turn at a time --
+
+LOOKUP = Tool(
+    name="docs__lookup",
+    description="Look a word up.",
+    input_schema={"type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]},
+)
+
+
+def turn_request(*items: ConversationItem, tool_choice: ToolChoice = "auto") -> TurnRequest:
+    return TurnRequest(
+        model=MODEL,
+        system="Use the tools.",
+        items=[UserText("Define pg and sqlite"), *items],
+        max_tokens=256,
+        tools=[LOOKUP],
+        tool_choice=tool_choice,
+    )
+
+
+async def test_a_turn_offers_the_tools_and_returns_the_calls_the_model_made(
+    anthropic_provider: LLMProvider, fake_anthropic: FakeAnthropic
+) -> None:
+    calls = [{"name": "docs__lookup", "input": {"word": "pg"}}, {"name": "docs__lookup", "input": {"word": "sqlite"}}]
+    fake_anthropic.script(Behaviour(tool_calls=calls))
+
+    result = await anthropic_provider.turn(turn_request())
+
+    [request] = fake_anthropic.requests
+    assert request.body["tools"] == [
+        {"name": "docs__lookup", "description": "Look a word up.", "input_schema": dict(LOOKUP.input_schema)}
+    ]
+    assert request.body["tool_choice"] == {"type": "auto"}
+    assert [(c.name, c.arguments) for c in result.tool_calls] == [
+        ("docs__lookup", {"word": "pg"}),
+        ("docs__lookup", {"word": "sqlite"}),
+    ]
+    assert [c.id for c in result.tool_calls] == [block["id"] for block in request.answer]
+    assert result.stop_reason == "tool_use" and result.text == ""
+    assert result.usage == usage_of(request.usage)
+
+
+async def test_tool_results_go_back_as_tool_result_blocks_with_is_error(
+    anthropic_provider: LLMProvider, fake_anthropic: FakeAnthropic
+) -> None:
+    asked = AssistantTurn(
+        "Looking both up.",
+        [ToolUse("toolu_1", "docs__lookup", {"word": "pg"}), ToolUse("toolu_2", "docs__lookup", {"word": "sqlite"})],
+    )
+    results = ToolResults([ToolResult("toolu_1", "a database server"), ToolResult("toolu_2", "no such word", True)])
+
+    result = await anthropic_provider.turn(turn_request(asked, results))
+
+    [request] = fake_anthropic.requests
+    assert request.body["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Looking both up."},
+                {"type": "tool_use", "id": "toolu_1", "name": "docs__lookup", "input": {"word": "pg"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "docs__lookup", "input": {"word": "sqlite"}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "a database server", "is_error": False},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "no such word", "is_error": True},
+            ],
+        },
+    ]
+    assert result.tool_calls == []
+    assert result.text == "fake answer from tools: a database server | (error) no such word"
+
+
+async def test_a_turn_without_tool_choice_asks_for_text_and_still_lists_the_tools(
+    anthropic_provider: LLMProvider, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.script(Behaviour(tool_calls=[{"name": "docs__lookup", "input": {"word": "pg"}}]))
+
+    result = await anthropic_provider.turn(turn_request(tool_choice="none"))
+
+    [request] = fake_anthropic.requests
+    assert request.body["tool_choice"] == {"type": "none"} and request.body["tools"]
+    assert result.tool_calls == [] and result.text.startswith("fake answer")
+
+
+async def test_a_turn_is_retried_like_every_call(
+    anthropic_provider: LLMProvider, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.script(Behaviour(status=529))
+
+    result = await anthropic_provider.turn(turn_request())
+
+    assert [r.status for r in fake_anthropic.requests] == [529, 200]
+    assert result.text.startswith("fake answer")

@@ -17,8 +17,10 @@ import pytest
 
 from agentmesh.llm.openai import OpenAIProvider
 from agentmesh.llm.provider import (
+    AssistantTurn,
     AuthenticationFailed,
     BadRequest,
+    ConversationItem,
     InvalidResponse,
     LLMProvider,
     Message,
@@ -30,7 +32,13 @@ from agentmesh.llm.provider import (
     TextDelta,
     TokenUsage,
     Tool,
+    ToolChoice,
+    ToolResult,
+    ToolResults,
+    ToolUse,
+    TurnRequest,
     Unavailable,
+    UserText,
 )
 from agentmesh.llm.retry import RetryingProvider
 from agentmesh.request_context import request_id_var
@@ -513,3 +521,108 @@ async def test_the_fake_runs_as_a_process_scripted_over_http() -> None:
     assert [r["status"] for r in requests] == [429, 429, 200]
     assert completion.usage == usage_of(requests[-1]["usage"])
     assert fake.process.returncode is not None
+
+
+# -- tool loops: one turn at a time --
+
+LOOKUP = Tool(
+    name="docs__lookup",
+    description="Look a word up.",
+    input_schema={"type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]},
+)
+
+
+def turn_request(*items: ConversationItem, tool_choice: ToolChoice = "auto") -> TurnRequest:
+    return TurnRequest(
+        model=MODEL,
+        system="Use the tools.",
+        items=[UserText("Define pg and sqlite"), *items],
+        max_tokens=256,
+        tools=[LOOKUP],
+        tool_choice=tool_choice,
+    )
+
+
+async def test_a_turn_offers_functions_and_returns_the_tool_calls_the_model_made(
+    provider: LLMProvider, fake: FakeOpenAI
+) -> None:
+    calls = [{"name": "docs__lookup", "input": {"word": "pg"}}, {"name": "docs__lookup", "input": {"word": "sqlite"}}]
+    fake.script(Behaviour(tool_calls=calls))
+
+    result = await provider.turn(turn_request())
+
+    [request] = fake.requests
+    assert request.body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "docs__lookup",
+                "description": "Look a word up.",
+                "parameters": dict(LOOKUP.input_schema),
+            },
+        }
+    ]
+    assert request.body["tool_choice"] == "auto"
+    assert request.body["messages"] == [
+        {"role": "system", "content": "Use the tools."},
+        {"role": "user", "content": "Define pg and sqlite"},
+    ]
+    assert [(c.name, c.arguments) for c in result.tool_calls] == [
+        ("docs__lookup", {"word": "pg"}),
+        ("docs__lookup", {"word": "sqlite"}),
+    ]
+    assert [c.id for c in result.tool_calls] == [call["id"] for call in request.answer]
+    assert result.stop_reason == "tool_calls"
+    assert result.usage == usage_of(request.usage)
+
+
+async def test_tool_results_go_back_as_tool_messages_and_errors_say_so(provider: LLMProvider, fake: FakeOpenAI) -> None:
+    asked = AssistantTurn(
+        "", [ToolUse("call_1", "docs__lookup", {"word": "pg"}), ToolUse("call_2", "docs__lookup", {"word": "sqlite"})]
+    )
+    results = ToolResults([ToolResult("call_1", "a database server"), ToolResult("call_2", "no such word", True)])
+
+    result = await provider.turn(turn_request(asked, results))
+
+    [request] = fake.requests
+    assert request.body["messages"][2:] == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "docs__lookup", "arguments": '{"word": "pg"}'},
+                },
+                {
+                    "id": "call_2",
+                    "type": "function",
+                    "function": {"name": "docs__lookup", "arguments": '{"word": "sqlite"}'},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "a database server"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "Error: no such word"},
+    ]
+    assert result.tool_calls == []
+    assert result.text == "fake answer from tools: a database server | Error: no such word"
+
+
+async def test_a_turn_with_tool_choice_none_gets_text(provider: LLMProvider, fake: FakeOpenAI) -> None:
+    fake.script(Behaviour(tool_calls=[{"name": "docs__lookup", "input": {"word": "pg"}}]))
+
+    result = await provider.turn(turn_request(tool_choice="none"))
+
+    [request] = fake.requests
+    assert request.body["tool_choice"] == "none" and request.body["tools"]
+    assert result.tool_calls == [] and result.text.startswith("fake answer")
+
+
+async def test_a_turn_is_retried_like_every_call(provider: LLMProvider, fake: FakeOpenAI) -> None:
+    fake.script(Behaviour(status=429))
+
+    result = await provider.turn(turn_request())
+
+    assert [r.status for r in fake.requests] == [429, 200]
+    assert result.text.startswith("fake answer")

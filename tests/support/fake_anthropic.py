@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from tests.support.fake_api import (
     spawn_fake,
     start_response,
     text_of,
+    tool_results,
     words,
 )
 from tests.support.fake_cache import CacheUse, anthropic_use
@@ -85,6 +87,7 @@ class _Answer:
     tool_input: dict[str, Any] = field(default_factory=dict)
     usage: dict[str, int | None] = field(default_factory=dict)
     stop_reason: str = "end_turn"
+    calls: list[dict[str, Any]] = field(default_factory=list)  # tool_use blocks of a tool loop's turn
 
 
 class FakeAnthropic(FakeAPI):
@@ -114,7 +117,7 @@ class FakeAnthropic(FakeAPI):
             return 400, "invalid_request_error", "messages: Field required (at least one message)"
         if any(not isinstance(m, dict) or m.get("role") not in ("user", "assistant") for m in messages):
             return 400, "invalid_request_error", "messages: each message needs role 'user' or 'assistant'"
-        return None
+        return _invalid_tool_use(body)
 
     async def send_error(
         self, send: Send, status: int, error_type: str, message: str, extra: Mapping[str, str] | None = None
@@ -130,13 +133,61 @@ class FakeAnthropic(FakeAPI):
 
     async def answer(self, record: RecordedRequest, behaviour: Behaviour, answer_id: str, send: Send) -> None:
         answer = _answer(record.body, behaviour, record.cache)
-        record.answer = answer.tool_input if answer.tool_name else answer.text
+        record.answer = answer.tool_input if answer.tool_name else (answer.calls or answer.text)
         self.prompt_cache.begin(record.cache)  # the response begins now: what it wrote is readable
         if record.body.get("stream"):
             await _send_stream(send, answer, behaviour, answer_id, lambda: self.record_usage(record, answer.usage))
         else:
             self.record_usage(record, answer.usage)
             await send_json(send, 200, _message_json(answer, answer_id), _HEADERS)
+
+
+def _blocks(message: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
+    content = message.get("content")
+    return [b for b in content if isinstance(b, dict) and b.get("type") == kind] if isinstance(content, list) else []
+
+
+def _invalid_tool_use(body: Mapping[str, Any]) -> tuple[int, str, str] | None:
+    """The API's rules for tool loops: tools defined whenever tool blocks appear, and every ``tool_use`` answered by
+    a ``tool_result`` with its id in the very next (user) message."""
+    messages = body["messages"]
+    tool_names = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
+    choice = body.get("tool_choice")
+    if choice is not None and (
+        not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none")
+    ):
+        return 400, "invalid_request_error", f"tool_choice: invalid value {choice!r}"
+    for index, message in enumerate(messages):
+        uses = _blocks(message, "tool_use")
+        if (uses or _blocks(message, "tool_result")) and not tool_names:
+            return (
+                400,
+                "invalid_request_error",
+                "Requests which include `tool_use` or `tool_result` blocks must define tools.",
+            )
+        if not uses:
+            continue
+        following = messages[index + 1] if index + 1 < len(messages) else {}
+        answered = {b.get("tool_use_id") for b in _blocks(following, "tool_result")}
+        if missing := [u["id"] for u in uses if u.get("id") not in answered]:
+            return (
+                400,
+                "invalid_request_error",
+                f"messages.{index + 1}: `tool_use` ids were found without `tool_result` blocks immediately after: "
+                + ", ".join(missing),
+            )
+    return None
+
+
+def _offers_tools(body: Mapping[str, Any]) -> bool:
+    choice = body.get("tool_choice") or {"type": "auto"}
+    return bool(body.get("tools")) and choice.get("type") in ("auto", "any")
+
+
+def _content_chars(message: Mapping[str, Any]) -> int:
+    chars = len(text_of(message.get("content")))
+    chars += sum(len(json.dumps(b.get("input"))) for b in _blocks(message, "tool_use"))
+    return chars + sum(len(text_of(b.get("content"))) for b in _blocks(message, "tool_result"))
 
 
 def _forced_tool(body: Mapping[str, Any]) -> str | None:
@@ -162,13 +213,20 @@ def _answer(body: Mapping[str, Any], behaviour: Behaviour, cache: CacheUse) -> _
                 "max_tokens",
             )
             out_chars = 4 * body["max_tokens"] - 1
+    elif behaviour.tool_calls and _offers_tools(body):
+        answer.stop_reason = "tool_use"
+        answer.calls = [
+            {"type": "tool_use", "id": f"toolu_fake_{uuid.uuid4().hex[:12]}", "name": c["name"], "input": c["input"]}
+            for c in behaviour.tool_calls
+        ]
+        out_chars = len(json.dumps(answer.calls))
     else:
-        answer.text = default_text(asked, behaviour)
+        answer.text = default_text(asked, behaviour, tool_results(body))
         answer.stop_reason = "refusal" if tool else "end_turn"
         if len(answer.text) // 4 + 1 > body["max_tokens"]:
             answer.text, answer.stop_reason = answer.text[: 4 * body["max_tokens"] - 1], "max_tokens"
         out_chars = len(answer.text)
-    in_chars = len(text_of(body.get("system", ""))) + sum(len(text_of(m.get("content"))) for m in body["messages"])
+    in_chars = len(text_of(body.get("system", ""))) + sum(_content_chars(m) for m in body["messages"])
     written, read = behaviour.cache_creation_input_tokens, behaviour.cache_read_input_tokens
     scripted = written != 0 or read != 0
     answer.usage = {
@@ -211,7 +269,7 @@ def _message_json(answer: _Answer, message_id: str, *, streaming: bool = False) 
         "type": "message",
         "role": "assistant",
         "model": answer.model,
-        "content": [] if streaming else [_content_block(answer, message_id)],
+        "content": [] if streaming else (answer.calls or [_content_block(answer, message_id)]),
         "stop_reason": None if streaming else answer.stop_reason,
         "stop_sequence": None,
         "usage": usage,

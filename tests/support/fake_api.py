@@ -48,6 +48,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ANSWER_PREFIX = "fake answer: "
+TOOLS_ANSWER_PREFIX = "fake answer from tools: "
 
 
 @dataclass
@@ -67,6 +68,12 @@ class Behaviour:
     ``stream_options.include_usage`` (OpenAI fake only). A scripted behaviour
     with ``match_text`` (a regular expression searched in the last user message) or ``match_model`` is used only
     by the first request that matches; requests that do not match pass it by.
+
+    Tool loops: when the request offers tools and lets the model choose (not forced, not ``none``), ``tool_calls``
+    (a list of ``{"name": ..., "input": {...}}``) answers with those calls, all in one turn, on the API's wire
+    format. ``match_tool_results`` makes a scripted behaviour match only a conversation holding exactly that many
+    tool results, so a test scripts each turn of a loop by the state it answers. A text answer to a conversation
+    with tool results is, by default, ``"fake answer from tools: "`` + the results (errors marked) joined by " | ".
     """
 
     status: int = 200
@@ -91,6 +98,8 @@ class Behaviour:
     echo: bool = False
     match_text: str | None = None
     match_model: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    match_tool_results: int | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Behaviour:
@@ -104,6 +113,8 @@ class Behaviour:
 
     def matches(self, body: Mapping[str, Any]) -> bool:
         if self.match_model is not None and body.get("model") != self.match_model:
+            return False
+        if self.match_tool_results is not None and len(tool_results(body)) != self.match_tool_results:
             return False
         return self.match_text is None or re.search(self.match_text, last_user_text(body)) is not None
 
@@ -409,8 +420,39 @@ def text_of(content: Any) -> str:
 
 
 def last_user_text(body: Mapping[str, Any]) -> str:
-    users = [m for m in body["messages"] if m.get("role") == "user"]
-    return text_of(users[-1].get("content")) if users else ""
+    """The last user message that has text (an Anthropic user message of only tool results has none)."""
+    texts = [text_of(m.get("content")) for m in body["messages"] if m.get("role") == "user"]
+    return next((text for text in reversed(texts) if text), texts[-1] if texts else "")
+
+
+@dataclass(frozen=True)
+class SeenResult:
+    """A tool result found in a request, in either API's format."""
+
+    call_id: str
+    content: str
+    is_error: bool
+
+
+def tool_results(body: Mapping[str, Any]) -> list[SeenResult]:
+    """Every tool result of the conversation: Anthropic ``tool_result`` blocks, OpenAI ``tool`` messages."""
+    seen = []
+    for message in body.get("messages") or []:
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") == "tool":
+            seen.append(SeenResult(str(message.get("tool_call_id")), text_of(message.get("content")), False))
+            continue
+        content = message.get("content")
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                text = text_of(block.get("content"))
+                seen.append(SeenResult(str(block.get("tool_use_id")), text, bool(block.get("is_error"))))
+    return seen
+
+
+def answer_from_tools(results: list[SeenResult]) -> str:
+    return TOOLS_ANSWER_PREFIX + " | ".join(("(error) " if r.is_error else "") + r.content for r in results)
 
 
 def default_plan(text: str) -> dict[str, Any]:
@@ -427,9 +469,11 @@ def default_tool_input(tool: str, asked: str) -> dict[str, Any]:
     return default_plan(asked) if tool == "plan" else {"input": asked[:80]}
 
 
-def default_text(asked: str, behaviour: Behaviour) -> str:
+def default_text(asked: str, behaviour: Behaviour, results: list[SeenResult] | None = None) -> str:
     if behaviour.text is not None:
         return behaviour.text
+    if results:
+        return answer_from_tools(results)
     return asked if behaviour.echo else ANSWER_PREFIX + asked[:80]
 
 

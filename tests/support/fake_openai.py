@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ from tests.support.fake_api import (
     spawn_fake,
     start_response,
     text_of,
+    tool_results,
     words,
 )
 from tests.support.fake_cache import CacheUse, openai_use
@@ -82,6 +84,7 @@ class _Answer:
     tool_input: dict[str, Any] = field(default_factory=dict)
     usage: dict[str, Any] = field(default_factory=dict)
     finish_reason: str = "stop"
+    calls: list[dict[str, Any]] = field(default_factory=list)  # tool_calls of a tool loop's turn
 
 
 class FakeOpenAI(FakeAPI):
@@ -110,7 +113,7 @@ class FakeOpenAI(FakeAPI):
                 return 400, "invalid_request_error", f"'{name}' must be an integer >= 1"
         if body.get("stream_options") is not None and not body.get("stream"):
             return 400, "invalid_request_error", "The 'stream_options' parameter is only allowed when 'stream' is on."
-        return _invalid_tools(body) or _invalid_response_format(body)
+        return _invalid_tools(body) or _invalid_response_format(body) or _unanswered_tool_calls(body)
 
     async def send_error(
         self, send: Send, status: int, error_type: str, message: str, extra: Mapping[str, str] | None = None
@@ -132,7 +135,7 @@ class FakeOpenAI(FakeAPI):
             await send_json(send, 400, _error_body(400, "invalid_request_error", message, param), _HEADERS)
             return
         answer = _answer(body, behaviour, record.cache)
-        record.answer = answer.tool_input if answer.tool_name else answer.text
+        record.answer = answer.tool_input if answer.tool_name else (answer.calls or answer.text)
         self.prompt_cache.begin(record.cache)  # the response begins now: this prompt is cached
         if not body.get("stream"):
             self.record_usage(record, answer.usage)
@@ -185,6 +188,39 @@ def _invalid_response_format(body: Mapping[str, Any]) -> tuple[int, str, str] | 
     return None
 
 
+def _unanswered_tool_calls(body: Mapping[str, Any]) -> tuple[int, str, str] | None:
+    """As the API: an assistant message with tool_calls must be followed by a tool message for each id."""
+    messages = body["messages"]
+    for index, message in enumerate(messages):
+        if message.get("role") == "tool" and not message.get("tool_call_id"):
+            return 400, "invalid_request_error", f"messages[{index}]: a 'tool' message needs 'tool_call_id'"
+        ids = [c.get("id") for c in message.get("tool_calls") or [] if isinstance(c, dict)]
+        if not ids:
+            continue
+        answered = set()
+        for following in messages[index + 1 :]:
+            if following.get("role") != "tool":
+                break
+            answered.add(following.get("tool_call_id"))
+        if missing := [str(i) for i in ids if i not in answered]:
+            return (
+                400,
+                "invalid_request_error",
+                "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+                f"'tool_call_id'. The following tool_call_ids did not have response messages: {', '.join(missing)}",
+            )
+    return None
+
+
+def _offers_tools(body: Mapping[str, Any]) -> bool:
+    return bool(body.get("tools")) and body.get("tool_choice", "auto") in ("auto", "required")
+
+
+def _content_chars(message: Mapping[str, Any]) -> int:
+    calls = message.get("tool_calls") or []
+    return len(text_of(message.get("content"))) + sum(len(c["function"]["arguments"]) for c in calls)
+
+
 def _refused(body: Mapping[str, Any], behaviour: Behaviour) -> tuple[str, str] | None:
     """(param, message) of a server that lacks tools or structured output, worded like such servers."""
     if behaviour.refuse_tools and (body.get("tools") or body.get("tool_choice")):
@@ -209,7 +245,7 @@ def _schema_name(body: Mapping[str, Any]) -> str | None:
 
 
 def _prompt_chars(body: Mapping[str, Any]) -> int:
-    return sum(len(text_of(m.get("content"))) for m in body["messages"])
+    return sum(_content_chars(m) for m in body["messages"])
 
 
 def _answer(body: Mapping[str, Any], behaviour: Behaviour, cache: CacheUse) -> _Answer:
@@ -226,8 +262,19 @@ def _answer(body: Mapping[str, Any], behaviour: Behaviour, cache: CacheUse) -> _
         chosen = behaviour.tool_input if behaviour.tool_input is not None else default_tool_input(schema, asked)
         answer.text = behaviour.text if behaviour.text is not None else json.dumps(chosen)
         out_chars = len(answer.text)
+    elif behaviour.tool_calls and _offers_tools(body):
+        answer.finish_reason = "tool_calls"
+        answer.calls = [
+            {
+                "id": f"call_fake_{uuid.uuid4().hex[:12]}",
+                "type": "function",
+                "function": {"name": c["name"], "arguments": json.dumps(c["input"])},
+            }
+            for c in behaviour.tool_calls
+        ]
+        out_chars = len(json.dumps(answer.calls))
     else:
-        answer.text = default_text(asked, behaviour)
+        answer.text = default_text(asked, behaviour, tool_results(body))
         out_chars = len(answer.text)
     scripted = behaviour.cache_read_input_tokens
     cached = scripted if scripted != 0 else cache.read
@@ -254,6 +301,8 @@ def _completion_json(answer: _Answer, answer_id: str) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": answer.text, "refusal": None, "annotations": []}
     if answer.tool_name:
         message["tool_calls"] = [_tool_call(answer, answer_id, json.dumps(answer.tool_input))]
+    elif answer.calls:
+        message["tool_calls"] = answer.calls
     return {
         "id": answer_id,
         "object": "chat.completion",
