@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from agentmesh.llm.pricing import CACHE_WRITE_MULTIPLIER, ModelPrice, PriceTable, price_for
-from agentmesh.llm.provider import Prompt, Tool
+from agentmesh.llm.provider import AssistantTurn, Prompt, Tool, ToolResults, TurnRequest, UserText
 
 # A byte-level BPE token covers at least one byte of UTF-8 text, so a text's bytes bound its tokens. The constants
 # cover what the API adds around the text: message framing, and the tool-use system prompt (346 tokens for a
@@ -114,6 +114,47 @@ def fit_call(prompt: Prompt, prices: PriceTable, allotment_usd: float, tool: Too
             f"(at least ${needed:.6f} for {input_tokens} input tokens and {floor_tokens(prompt.max_tokens)} output)"
         )
     return dataclasses.replace(prompt, max_tokens=tokens)
+
+
+def turn_input_tokens_bound(request: TurnRequest) -> int:
+    """``input_tokens_bound`` for one turn of a tool loop: every item, tool call and result, and the offered tools'
+    schemas (each call and result framed like a message)."""
+    texts = [request.system]
+    framed = 0
+    for item in request.items:
+        framed += 1
+        if isinstance(item, UserText):
+            texts.append(item.text)
+        elif isinstance(item, AssistantTurn):
+            texts.append(item.text)
+            texts.extend(json.dumps({"id": c.id, "name": c.name, "input": c.arguments}) for c in item.tool_calls)
+            framed += len(item.tool_calls)
+        elif isinstance(item, ToolResults):
+            texts.extend(f"{r.call_id} Error: {r.content}" for r in item.results)
+            framed += len(item.results)
+    tokens = PROMPT_OVERHEAD_TOKENS + PER_MESSAGE_OVERHEAD_TOKENS * framed + text_tokens_bound(*texts)
+    if request.tools:
+        schemas = [
+            json.dumps({"name": t.name, "description": t.description, "input_schema": t.input_schema})
+            for t in request.tools
+        ]
+        tokens += TOOL_OVERHEAD_TOKENS + text_tokens_bound(*schemas)
+    return tokens
+
+
+def fit_turn(request: TurnRequest, prices: PriceTable, allotment_usd: float) -> TurnRequest:
+    """``fit_call`` for one turn of a tool loop: ``request`` with max_tokens lowered to what ``allotment_usd``
+    covers; raises ``BudgetExceeded`` when that is below the floor."""
+    price = price_of(request.model, prices)
+    input_tokens = turn_input_tokens_bound(request)
+    tokens = affordable_tokens(price, input_tokens, allotment_usd, request.max_tokens)
+    if tokens < floor_tokens(request.max_tokens):
+        needed = worst_case_usd(price, input_tokens, floor_tokens(request.max_tokens))
+        raise BudgetExceeded(
+            f"${max(0.0, allotment_usd):.6f} of the subtask's cost allotment is left; its next model turn needs at "
+            f"least ${needed:.6f} ({input_tokens} input tokens and {floor_tokens(request.max_tokens)} output)"
+        )
+    return dataclasses.replace(request, max_tokens=tokens)
 
 
 @dataclass

@@ -184,6 +184,8 @@ class Scheduler:
                 usage=result.usage,
                 outcome=OK,
                 queued_ms=result.queued_ms,
+                tool_calls=result.tool_calls,
+                tool_loop_end=result.tool_loop_end,
             )
         )
 

@@ -1,4 +1,4 @@
-"""Worker.Execute: one subtask, one LLM call by the specialist it names, its output and usage."""
+"""Worker.Execute: one subtask by the specialist it names (one model call, or a tool loop), its output and usage."""
 
 from __future__ import annotations
 
@@ -10,23 +10,23 @@ import grpc
 from agentmesh import metrics
 from agentmesh.cost_cap import fit_call
 from agentmesh.llm.metered import outcome_of
-from agentmesh.llm.pacing import watch_queue
-from agentmesh.shared_prefix import RESPONSE_BEGUN
-from agentmesh.usage import OutputCap, usage_message
+from agentmesh.llm.provider import Prompt
+from agentmesh.tools import Toolbox
+from agentmesh.usage import usage_message
 from agentmesh.v1 import common_pb2, worker_pb2, worker_pb2_grpc
-from worker_svc.agents import Specialists
-from worker_svc.queued import queued_notice
+from worker_svc.agents import Served, Specialists
 from worker_svc.settings import WorkerSettings
 from worker_svc.task import build_prompt
-from worker_svc.warm import complete_announcing
+from worker_svc.tool_loop import LoopResult, ToolLoop
 
 logger = logging.getLogger(__name__)
 
 
 class WorkerServicer(worker_pb2_grpc.WorkerServicer):
-    def __init__(self, specialists: Specialists, settings: WorkerSettings) -> None:
+    def __init__(self, specialists: Specialists, settings: WorkerSettings, toolbox: Toolbox) -> None:
         self._specialists = specialists
         self._prices = settings.prices
+        self._toolbox = toolbox
 
     async def Execute(
         self,
@@ -36,19 +36,10 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         served = self._specialists.get(request.team, request.subtask.agent)
         spec = served.spec
         prompt = build_prompt(request, spec)
-        if request.max_cost_usd > 0:
-            prompt = fit_call(prompt, self._prices, request.max_cost_usd)
         started = time.monotonic()
         outcome = "ok"
         try:
-            # A writer's one initial metadata is the warm-up's "response begun": it sends no queued notice.
-            with watch_queue(None if request.warm else queued_notice(context)) as queue:
-                if request.warm:
-                    completion = await complete_announcing(
-                        served.provider, prompt, lambda: context.send_initial_metadata(((RESPONSE_BEGUN, "1"),))
-                    )
-                else:
-                    completion = await served.provider.complete(prompt)
+            result = await self._run(served, prompt, request.max_cost_usd)
         except BaseException as exc:
             outcome = outcome_of(exc)
             raise
@@ -63,21 +54,45 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                 "team": spec.team,
                 "specialist": spec.name,
                 "duration_ms": duration_ms,
-                "model": completion.usage.model,
+                "model": result.usage.model,
+                "model_turns": result.turns,
+                "tool_calls": len(result.calls),
             },
         )
-        return worker_pb2.ExecuteResponse(
-            result=common_pb2.SubtaskResult(
-                subtask_id=request.subtask.id,
-                output=completion.text,
-                usage=usage_message(
-                    "worker",
-                    completion.usage,
-                    spec.name,
-                    OutputCap(prompt.max_tokens, spec.max_tokens),
-                    completion.stop_reason,
-                ),
-                duration_ms=duration_ms,
-                queued_ms=round(queue.waited_s * 1000),
+        return worker_pb2.ExecuteResponse(result=subtask_result(request.subtask.id, spec.name, result, duration_ms))
+
+    async def _run(self, served: Served, prompt: Prompt, allotment_usd: float) -> LoopResult:
+        """A tool loop when the specialist has tools its servers offer now; otherwise one model call."""
+        if definitions := self._toolbox.definitions(served.spec):
+            loop = ToolLoop(served.provider, self._toolbox, served.spec, definitions, self._prices, allotment_usd)
+            return await loop.run(prompt)
+        if allotment_usd > 0:
+            prompt = fit_call(prompt, self._prices, allotment_usd)
+        completion = await served.provider.complete(prompt)
+        return LoopResult(text=completion.text, usage=completion.usage, end=None, turns=1)
+
+
+def subtask_result(subtask_id: str, specialist: str, result: LoopResult, duration_ms: int) -> common_pb2.SubtaskResult:
+    """One Usage for the whole subtask (its turns summed; ``calls`` counts them), so the orchestrator settles the
+    subtask's one reservation to what all of its turns cost."""
+    usage = usage_message("worker", result.usage, specialist)
+    usage.calls = result.turns
+    return common_pb2.SubtaskResult(
+        subtask_id=subtask_id,
+        output=result.text,
+        usage=usage,
+        duration_ms=duration_ms,
+        model_turns=result.turns,
+        tool_loop_end=result.end or "",
+        tool_calls=[
+            common_pb2.ToolCallRecord(
+                server=call.server,
+                tool=call.tool,
+                duration_ms=round(call.duration_s * 1000),
+                outcome=call.outcome,
+                result_chars=call.result_chars,
+                turn=call.turn,
             )
-        )
+            for call in result.calls
+        ],
+    )

@@ -222,6 +222,9 @@ class SubtaskResult(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     QUEUED_MS_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    TOOL_LOOP_END_FIELD_NUMBER: _builtins.int
+    MODEL_TURNS_FIELD_NUMBER: _builtins.int
     subtask_id: _builtins.str
     """The Subtask.id this result belongs to."""
     output: _builtins.str
@@ -234,9 +237,20 @@ class SubtaskResult(_message.Message):
     """What became of the subtask; read this, not the wording of error."""
     queued_ms: _builtins.int
     """Of duration_ms, the time the worker waited for its model's rate limit before calling it, in milliseconds."""
+    tool_loop_end: _builtins.str
+    """How the specialist's tool loop ended: "answered"; "max_turns" (its last turn was asked for a final answer
+    without tools); "over_budget" (no further turn fitted max_cost_usd: the output is the best answer so far);
+    empty without tools.
+    """
+    model_turns: _builtins.int
+    """Model calls the subtask made (its usage sums them all); 0 from a sender older than this field."""
     @_builtins.property
     def usage(self) -> Global___Usage:
         """Tokens and price of the worker's LLM call."""
+
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCallRecord]:
+        """Each tool call the specialist made, in the order they were asked for; empty for a specialist without tools."""
 
     def __init__(
         self,
@@ -248,14 +262,61 @@ class SubtaskResult(_message.Message):
         error: _builtins.str = ...,
         outcome: Global___SubtaskOutcome.ValueType = ...,
         queued_ms: _builtins.int = ...,
+        tool_calls: _abc.Iterable[Global___ToolCallRecord] | None = ...,
+        tool_loop_end: _builtins.str = ...,
+        model_turns: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error", b"error", "outcome", b"outcome", "output", b"output", "queued_ms", b"queued_ms", "subtask_id", b"subtask_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error", b"error", "model_turns", b"model_turns", "outcome", b"outcome", "output", b"output", "queued_ms", b"queued_ms", "subtask_id", b"subtask_id", "tool_calls", b"tool_calls", "tool_loop_end", b"tool_loop_end", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubtaskResult: _TypeAlias = SubtaskResult  # noqa: Y015
+
+@_typing.final
+class ToolCallRecord(_message.Message):
+    """One tool call of a subtask, as it is shown to people: never the call's arguments or result."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVER_FIELD_NUMBER: _builtins.int
+    TOOL_FIELD_NUMBER: _builtins.int
+    DURATION_MS_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    RESULT_CHARS_FIELD_NUMBER: _builtins.int
+    TURN_FIELD_NUMBER: _builtins.int
+    server: _builtins.str
+    """The MCP server's name, as the team file gives it (e.g. "docs")."""
+    tool: _builtins.str
+    """The tool's name on that server (e.g. "search")."""
+    duration_ms: _builtins.int
+    """Wall-clock time of the call, in milliseconds."""
+    outcome: _builtins.str
+    """"ok", "error" (the tool failed or said isError), "timeout", "refused" (not on the allow-list),
+    "unavailable" (its server is down) or "looping" (the same call a third time; not sent to the server).
+    """
+    result_chars: _builtins.int
+    """Size of the result before it was capped for the model, in characters."""
+    turn: _builtins.int
+    """The model turn that asked for the call, from 1."""
+    def __init__(
+        self,
+        *,
+        server: _builtins.str = ...,
+        tool: _builtins.str = ...,
+        duration_ms: _builtins.int = ...,
+        outcome: _builtins.str = ...,
+        result_chars: _builtins.int = ...,
+        turn: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "outcome", b"outcome", "result_chars", b"result_chars", "server", b"server", "tool", b"tool", "turn", b"turn"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCallRecord: _TypeAlias = ToolCallRecord  # noqa: Y015
 
 @_typing.final
 class ChatMessage(_message.Message):

@@ -234,6 +234,8 @@ class SubtaskFinished(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     QUEUED_MS_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    TOOL_LOOP_END_FIELD_NUMBER: _builtins.int
     subtask_id: _builtins.str
     """The Subtask.id that finished."""
     duration_ms: _builtins.int
@@ -244,9 +246,15 @@ class SubtaskFinished(_message.Message):
     """What became of the subtask: ok, failed, skipped, timed_out or over_budget."""
     queued_ms: _builtins.int
     """Of duration_ms, the time its worker waited for the model's rate limit, in milliseconds."""
+    tool_loop_end: _builtins.str
+    """How its tool loop ended (SubtaskResult.tool_loop_end); empty without tools."""
     @_builtins.property
     def usage(self) -> _common_pb2.Usage:
         """Tokens and price of the worker's call; unset on error."""
+
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ToolCallRecord]:
+        """The tool calls the subtask's specialist made (SubtaskResult.tool_calls); empty on error or without tools."""
 
     def __init__(
         self,
@@ -257,10 +265,12 @@ class SubtaskFinished(_message.Message):
         error: _builtins.str = ...,
         outcome: _common_pb2.SubtaskOutcome.ValueType = ...,
         queued_ms: _builtins.int = ...,
+        tool_calls: _abc.Iterable[_common_pb2.ToolCallRecord] | None = ...,
+        tool_loop_end: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error", b"error", "outcome", b"outcome", "queued_ms", b"queued_ms", "subtask_id", b"subtask_id", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error", b"error", "outcome", b"outcome", "queued_ms", b"queued_ms", "subtask_id", b"subtask_id", "tool_calls", b"tool_calls", "tool_loop_end", b"tool_loop_end", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

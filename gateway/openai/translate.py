@@ -210,9 +210,20 @@ class Progress:
         title = self.titles.get(finished.subtask_id, finished.subtask_id)
         missing = unfinished(finished)
         if missing is None:
-            return f"✓ {title} done in {finished.duration_ms / 1000:.1f} s\n"
+            return f"✓ {title} done in {finished.duration_ms / 1000:.1f} s{_tools(finished)}\n"
         said = {"timed_out": "did not finish in time", "over_budget": "left out (cost cap)"}
         return f"✗ {title} {said.get(missing.outcome, missing.outcome)}: {finished.error}\n"
+
+
+_LOOP_ENDS = {"max_turns": "stopped at max_turns", "over_budget": "over budget: best answer so far"}
+
+
+def _tools(finished: orchestrator_pb2.SubtaskFinished) -> str:
+    """The tool calls of a finished subtask, e.g. " (tools: docs.lookup ok 12 ms, docs.fetch timeout 30000 ms)"."""
+    calls = [f"{c.server}.{c.tool} {c.outcome} {c.duration_ms} ms" for c in finished.tool_calls]
+    if end := _LOOP_ENDS.get(finished.tool_loop_end):
+        calls.append(end)
+    return f" (tools: {', '.join(calls)})" if calls else ""
 
 
 def _title(subtask: common_pb2.Subtask, routed: bool) -> str:

@@ -15,7 +15,17 @@ from agentmesh.usage import summarize
 from agentmesh.v1 import common_pb2, orchestrator_pb2
 from gateway.openai.protocol import UnfinishedSubtask
 from gateway.openai.translate import unfinished, usage_object
-from gateway.runs.views import Phase, PhaseView, PlanView, RunError, RunSummary, RunView, Status, SubtaskView
+from gateway.runs.views import (
+    Phase,
+    PhaseView,
+    PlanView,
+    RunError,
+    RunSummary,
+    RunView,
+    Status,
+    SubtaskView,
+    ToolCallView,
+)
 
 
 @dataclass
@@ -53,12 +63,25 @@ class _Subtask:
             outcome=outcome,
             error=missing.reason if missing is not None else None,
             queued_ms=self._queued_view(),
+            tool_calls=[tool_call_view(call) for call in self.finished.tool_calls] if self.finished else [],
+            tool_loop_end=(self.finished.tool_loop_end or None) if self.finished else None,
         )
 
     def _queued_view(self) -> int | None:
         if self.finished is not None and self.finished.queued_ms:
             return self.finished.queued_ms
         return self.queued_for_ms if self.queued_ms is not None else None
+
+
+def tool_call_view(call: common_pb2.ToolCallRecord) -> ToolCallView:
+    return ToolCallView(
+        server=call.server,
+        tool=call.tool,
+        duration_ms=call.duration_ms,
+        outcome=call.outcome,
+        result_chars=call.result_chars,
+        turn=call.turn,
+    )
 
 
 class RunRecord:

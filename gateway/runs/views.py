@@ -28,6 +28,15 @@ class PlanView(BaseModel):
         return data
 
 
+class ToolCallView(BaseModel):
+    server: str = Field(description="the MCP server's name in the team file")
+    tool: str
+    duration_ms: int
+    outcome: str = Field(description="ok, error, timeout, refused, unavailable or looping")
+    result_chars: int = Field(description="size of the result before it was capped for the model; never its content")
+    turn: int = Field(description="the model turn that asked for it, from 1")
+
+
 class SubtaskView(BaseModel):
     id: str
     title: str
@@ -46,6 +55,10 @@ class SubtaskView(BaseModel):
         default=None,
         description="milliseconds of its time spent waiting for the model's rate limit (the worker's estimate "
         "until it finishes); null when it did not wait",
+    )
+    tool_calls: list[ToolCallView] = Field(default_factory=list, description="the specialist's tool calls, in order")
+    tool_loop_end: str | None = Field(
+        default=None, description="answered, max_turns or over_budget; null for a specialist without tools"
     )
 
 

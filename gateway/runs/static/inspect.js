@@ -181,7 +181,9 @@
         bar.setAttribute("data-outcome", subtask.outcome);
         title.textContent =
           `${subtask.id} ${subtask.title}${by(subtask)}: ${subtask.outcome.replace("_", " ")}, ${ms(end - start)}` +
-          (subtask.error ? `\n${subtask.error}` : "");
+          (subtask.error ? `\n${subtask.error}` : "") +
+          subtask.tool_calls.map((call) => `\n${toolCallText(call)}`).join("") +
+          (subtask.tool_loop_end && subtask.tool_loop_end !== "answered" ? `\ntool loop: ${subtask.tool_loop_end.replace("_", " ")}` : "");
         where.set(subtask.id, { start: x(start), end: x(end), middle: top + LAYOUT.bar / 2 });
       }
       bar.append(title);
@@ -193,6 +195,9 @@
         part.setAttribute("data-queued-ms", String(row.subtask.queued_ms));
         part.append(svg("title", {}, `${row.subtask.id}: ${ms(row.subtask.queued_ms)} queued for quota`));
         parts.push(part);
+      }
+      if (row.kind === "subtask" && row.subtask.tool_calls.length) {
+        parts.push(toolsOnBar(row.subtask, x(start), top));
       }
     });
 
@@ -227,6 +232,29 @@
     return defs;
   }
 
+  // "docs.lookup ok 12 ms, 340 chars (turn 1)": what a tool call did, never what it said.
+  function toolCallText(call) {
+    return `${call.server}.${call.tool} ${call.outcome} ${ms(call.duration_ms)}, ${call.result_chars} chars (turn ${call.turn})`;
+  }
+
+  // The tool calls on a subtask's bar: "⚙ 3 tools" (failures counted apart), the calls in its tooltip.
+  function toolsOnBar(subtask, start, top) {
+    const calls = subtask.tool_calls;
+    const failed = calls.filter((call) => call.outcome !== "ok").length;
+    const label = `⚙ ${calls.length} tool${calls.length === 1 ? "" : "s"}${failed ? `, ${failed} failed` : ""}`;
+    const text = svg("text", {
+      class: `bar-tools${failed ? " failed" : ""}`,
+      x: start + 4,
+      y: top + LAYOUT.bar / 2,
+      "data-subtask-id": subtask.id,
+      "data-tool-calls": calls.length,
+    }, label);
+    const tip = svg("title");
+    tip.textContent = calls.map(toolCallText).join("\n");
+    text.append(tip);
+    return text;
+  }
+
   // A timeline row: the specialist before the title, so clipping a long title keeps it.
   function subtaskLabel(subtask) {
     return subtask.agent ? `${subtask.id} · ${subtask.agent} · ${subtask.title}` : `${subtask.id} · ${subtask.title}`;
@@ -256,6 +284,14 @@
         item.append(el("p", { class: "depends documents" }, `documents ${subtask.documents.join(", ")}`));
       }
       if (subtask.error) item.append(el("p", { class: "reason" }, subtask.error));
+      if (subtask.tool_calls.length) {
+        const calls = el("ul", { class: "tool-calls" });
+        calls.append(...subtask.tool_calls.map((call) => el("li", { "data-outcome": call.outcome }, toolCallText(call))));
+        item.append(calls);
+      }
+      if (subtask.tool_loop_end && subtask.tool_loop_end !== "answered") {
+        item.append(el("p", { class: "reason" }, `tool loop: ${subtask.tool_loop_end.replace("_", " ")}`));
+      }
       return item;
     });
     $("plan").replaceChildren(...items);
