@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import pytest
 
@@ -13,12 +14,27 @@ from agentmesh.cost_cap import (
     Ledger,
     Unpriced,
     fit_call,
+    fit_turn,
     input_tokens_bound,
+    turn_input_tokens_bound,
     usd_rounded_up,
     worst_case_usd,
 )
 from agentmesh.llm.pricing import ModelPrice, cost_usd
-from agentmesh.llm.provider import CachedPrefix, Message, Prompt, TokenUsage, Tool
+from agentmesh.llm.provider import (
+    AssistantTurn,
+    CachedPrefix,
+    ConversationItem,
+    Message,
+    Prompt,
+    TokenUsage,
+    Tool,
+    ToolResult,
+    ToolResults,
+    ToolUse,
+    TurnRequest,
+    UserText,
+)
 from agentmesh.v1 import common_pb2
 from orchestrator_svc.planner import Plan
 from orchestrator_svc.spend import (
@@ -189,3 +205,30 @@ def test_the_orchestrator_bounds_a_workers_documents_and_its_cached_prefix() -> 
     cached = worker_input_bound("objective", subtask, 0, shared=SharedInputs.of(documents, prompt_cache=True))
     assert with_documents >= bare + 4_000
     assert cached > with_documents
+
+
+def _turn(*items: ConversationItem, tools: Sequence[Tool] = (), max_tokens: int = 1000) -> TurnRequest:
+    return TurnRequest(
+        model="small", system="be brief", items=[UserText("look it up"), *items], max_tokens=max_tokens, tools=tools
+    )
+
+
+def test_a_turn_bound_grows_with_its_tool_calls_results_and_offered_tools() -> None:
+    lookup = Tool(name="docs__lookup", description="look up", input_schema={"type": "object"})
+    bare, offered = _turn(), _turn(tools=[lookup])
+    assert turn_input_tokens_bound(offered) > turn_input_tokens_bound(bare) + 346
+    call = AssistantTurn("", [ToolUse("c1", "docs__lookup", {"word": "語" * 100})])
+    results = ToolResults([ToolResult("c1", "語" * 500, is_error=True)])
+    grown = _turn(call, results, tools=[lookup])
+    assert turn_input_tokens_bound(grown) >= turn_input_tokens_bound(offered) + 300 + 1500
+
+
+def test_a_turn_is_fitted_to_what_is_left_or_refused() -> None:
+    request = _turn(ToolResults([ToolResult("c1", "x" * 2000)]))
+    full = worst_case_usd(PRICES["small"], turn_input_tokens_bound(request), 1000)
+    assert fit_turn(request, PRICES, full) == request
+    lowered = fit_turn(request, PRICES, full * 0.8)
+    assert OUTPUT_TOKENS_FLOOR <= lowered.max_tokens < 1000 and lowered.items == request.items
+    assert worst_case_usd(PRICES["small"], turn_input_tokens_bound(lowered), lowered.max_tokens) <= full * 0.8
+    with pytest.raises(BudgetExceeded, match="next model turn needs at least"):
+        fit_turn(request, PRICES, worst_case_usd(PRICES["small"], turn_input_tokens_bound(request), 10))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jsonschema
@@ -9,7 +10,18 @@ import pytest
 
 from agentmesh.llm.offline import LABEL, OfflineProvider, offline_plan, split_request
 from agentmesh.llm.pricing import OFFLINE_MODEL
-from agentmesh.llm.provider import Message, Prompt, StreamDone, TextDelta, Tool
+from agentmesh.llm.provider import (
+    AssistantTurn,
+    Message,
+    Prompt,
+    StreamDone,
+    TextDelta,
+    Tool,
+    ToolResult,
+    ToolResults,
+    TurnRequest,
+    UserText,
+)
 from orchestrator_svc.planner import plan_tool, validate_plan
 
 
@@ -83,3 +95,48 @@ async def test_any_forced_tool_gets_an_input_its_schema_accepts(schema: dict[str
     call = await OfflineProvider().call_tool(_prompt("Lisbon weather"), tool)
     jsonschema.validate(call.input, schema)
     assert call.usage.model == OFFLINE_MODEL
+
+
+LOOKUP = Tool(
+    name="docs__lookup",
+    description="look a topic up",
+    input_schema={
+        "type": "object",
+        "properties": {"topic": {"type": "string", "maxLength": 20}},
+        "required": ["topic"],
+    },
+)
+CLOCK = Tool(name="time__now", description="the time", input_schema={"type": "object", "properties": {}})
+
+
+async def test_offered_tools_are_called_together_then_the_answer_quotes_their_results() -> None:
+    provider = OfflineProvider()
+    asked = TurnRequest(
+        model="any", system="sys", items=[UserText("What is MCP?")], max_tokens=100, tools=[LOOKUP, CLOCK]
+    )
+
+    first = await provider.turn(asked)
+
+    assert first.text == "" and [(c.name, c.arguments) for c in first.tool_calls] == [
+        ("docs__lookup", {"topic": "What is MCP?"}),
+        ("time__now", {}),
+    ]
+    assert len({c.id for c in first.tool_calls}) == 2
+    results = ToolResults(
+        [ToolResult(first.tool_calls[0].id, "an open protocol"), ToolResult(first.tool_calls[1].id, "boom", True)]
+    )
+    second = await provider.turn(
+        dataclasses.replace(asked, items=[*asked.items, AssistantTurn("", first.tool_calls), results])
+    )
+
+    assert second.tool_calls == [] and second.text.startswith(LABEL)
+    assert "docs__lookup: an open protocol" in second.text and "time__now (error): boom" in second.text
+
+
+async def test_without_tools_or_with_tool_choice_none_a_turn_echoes() -> None:
+    provider = OfflineProvider()
+    request = TurnRequest(
+        model="any", system="", items=[UserText("hi")], max_tokens=100, tools=[LOOKUP], tool_choice="none"
+    )
+    result = await provider.turn(request)
+    assert result.tool_calls == [] and result.text.startswith(LABEL) and "hi" in result.text

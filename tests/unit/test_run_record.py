@@ -189,3 +189,21 @@ def test_a_subtask_waiting_for_quota_is_queued_until_its_announced_wait_is_over(
     finished.subtask_finished.queued_ms = 640  # what the worker really waited
     record.observe(finished)
     assert {s.id: s.queued_ms for s in record.view().subtasks}["t2"] == 640
+
+
+def test_a_subtask_lists_its_tool_calls_without_their_content() -> None:
+    record = RunRecord("chatcmpl-1", "req-1", "subject", stream=False, clock=Clock())
+    record.observe(_plan(("t1", [])))
+    record.observe(_started("t1"))
+    call = common_pb2.ToolCallRecord(
+        server="docs", tool="lookup", duration_ms=12, outcome="ok", result_chars=40, turn=2
+    )
+    finished = orchestrator_pb2.SubtaskFinished(
+        subtask_id="t1", outcome=common_pb2.SUBTASK_OUTCOME_OK, tool_calls=[call], tool_loop_end="answered"
+    )
+    record.observe(RunEvent(subtask_finished=finished))
+    [subtask] = record.view().model_dump()["subtasks"]
+    assert subtask["tool_calls"] == [
+        {"server": "docs", "tool": "lookup", "duration_ms": 12, "outcome": "ok", "result_chars": 40, "turn": 2}
+    ]
+    assert subtask["tool_loop_end"] == "answered"

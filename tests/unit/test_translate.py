@@ -276,3 +276,23 @@ def test_a_256_subtask_plan_is_summarised_at_most_once_a_second_and_once_at_the_
     assert len(lines) <= 14  # one a second, and the last
     assert lines[0] == "Progress: 1/256 done, 1 queued for quota\n"
     assert lines[-1] == "Progress: 256/256 done, 2 did not succeed (t4, t9)\n"
+
+
+def test_a_finished_subtask_names_its_tool_calls_and_how_its_loop_ended() -> None:
+    stream = _stream()
+    stream.on_event(_plan("Research"))
+    calls = [
+        common_pb2.ToolCallRecord(server="docs", tool="lookup", duration_ms=12, outcome="ok", result_chars=40, turn=1),
+        common_pb2.ToolCallRecord(server="time", tool="now", duration_ms=30000, outcome="timeout", turn=1),
+    ]
+    finished = orchestrator_pb2.SubtaskFinished(
+        subtask_id="t1",
+        duration_ms=1500,
+        outcome=common_pb2.SUBTASK_OUTCOME_OK,
+        tool_calls=calls,
+        tool_loop_end="max_turns",
+    )
+    (chunk,) = stream.on_event(orchestrator_pb2.RunEvent(subtask_finished=finished))
+    assert chunk["choices"][0]["delta"]["reasoning_content"] == (
+        "✓ Research done in 1.5 s (tools: docs.lookup ok 12 ms, time.now timeout 30000 ms, stopped at max_turns)\n"
+    )
