@@ -71,9 +71,10 @@ class Behaviour:
 
     Tool loops: when the request offers tools and lets the model choose (not forced, not ``none``), ``tool_calls``
     (a list of ``{"name": ..., "input": {...}}``) answers with those calls, all in one turn, on the API's wire
-    format. ``match_tool_results`` makes a scripted behaviour match only a conversation holding exactly that many
-    tool results, so a test scripts each turn of a loop by the state it answers. A text answer to a conversation
-    with tool results is, by default, ``"fake answer from tools: "`` + the results (errors marked) joined by " | ".
+    format. A scripted behaviour with either field matches only requests that offer tools without forcing one, and
+    ``match_tool_results`` only a conversation holding exactly that many tool results, so a test scripts each turn
+    of a loop by the state it answers. A text answer to a conversation with tool results is, by default,
+    ``"fake answer from tools: "`` + the results (errors marked) joined by " | ".
     """
 
     status: int = 200
@@ -114,6 +115,8 @@ class Behaviour:
     def matches(self, body: Mapping[str, Any]) -> bool:
         if self.match_model is not None and body.get("model") != self.match_model:
             return False
+        if (self.tool_calls is not None or self.match_tool_results is not None) and not offers_tools(body):
+            return False  # a tool loop's turn, not a planner's forced call or a synthesis
         if self.match_tool_results is not None and len(tool_results(body)) != self.match_tool_results:
             return False
         return self.match_text is None or re.search(self.match_text, last_user_text(body)) is not None
@@ -423,6 +426,13 @@ def last_user_text(body: Mapping[str, Any]) -> str:
     """The last user message that has text (an Anthropic user message of only tool results has none)."""
     texts = [text_of(m.get("content")) for m in body["messages"] if m.get("role") == "user"]
     return next((text for text in reversed(texts) if text), texts[-1] if texts else "")
+
+
+def offers_tools(body: Mapping[str, Any]) -> bool:
+    """Tools listed and none forced (``auto`` or ``none``, in either API's words): a tool loop's turn."""
+    choice = body.get("tool_choice")
+    forced = (isinstance(choice, dict) and choice.get("type") in ("tool", "function", "any")) or choice == "required"
+    return bool(body.get("tools")) and not forced
 
 
 @dataclass(frozen=True)
