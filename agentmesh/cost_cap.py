@@ -177,6 +177,14 @@ class Reservation:
         """The call never started: nothing was spent."""
         self.settle(0.0)
 
+    def widen(self, extra: float) -> None:
+        """Holds up to ``extra`` more for the same call (a tool loop's later turns), as much as the cap has left."""
+        if self.settled or not self.ledger.capped:
+            return
+        more = max(0.0, min(extra, self.ledger.available))
+        self.ledger.reserved += more
+        self.amount += more
+
 
 @dataclass
 class Ledger:

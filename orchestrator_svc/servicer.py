@@ -292,6 +292,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             except BudgetExceeded as exc:
                 raise SubtaskFailed(str(exc), grpc.StatusCode.FAILED_PRECONDITION.name, OVER_BUDGET) from None
             timeout = max(0.0, coordination_ends - time.monotonic())
+            if specialist.tools:
+                costs.widen_for_tools(reservation, subtask, specialist.max_turns)
             target, worker = self._downstream.worker(specialist)
             request = worker_pb2.ExecuteRequest(
                 team=team.name,

@@ -18,6 +18,7 @@ from agentmesh.cost_cap import (
     PER_MESSAGE_OVERHEAD_TOKENS,
     PLANNER_OUTPUT_TOKENS_FLOOR,
     PROMPT_OVERHEAD_TOKENS,
+    TOOL_OVERHEAD_TOKENS,
     BudgetExceeded,
     Ledger,
     Reservation,
@@ -45,6 +46,8 @@ UNKNOWN_PROMPT_BYTES = 768
 # Bytes assumed per token of an output not yet written, when the synthesis is planned; each call is bounded again
 # with the real bytes when it starts.
 OUTPUT_BYTES_PER_TOKEN = 6
+# The tool schemas a specialist's MCP servers may list, per turn (the worker checks the real ones).
+TOOL_SCHEMA_ALLOWANCE_TOKENS = 4096
 
 
 @dataclass(frozen=True)
@@ -338,6 +341,16 @@ class CostAllotter:
         if tokens < floor_tokens(agent.max_tokens):
             raise BudgetExceeded(f"left out: the cost cap of ${self.ledger.cap:.6f} cannot cover it any more")
         return self.ledger.reserve(worst_case_usd(price, input_tokens, tokens)), tokens
+
+    def widen_for_tools(self, reservation: Reservation, subtask: common_pb2.Subtask, max_turns: int) -> None:
+        """A specialist with tools makes up to ``max_turns`` model calls, each with the tools' schemas and results
+        in its input: its hold grows to that many times one call's, plus room for the schemas, as far as the cap
+        has money left (first come, first held). The worker fits each turn into what it is given."""
+        if not self.capped or max_turns <= 1:
+            return
+        price = agent_for(self._by_agent(), subtask).price
+        schemas = worst_case_usd(price, TOOL_OVERHEAD_TOKENS + TOOL_SCHEMA_ALLOWANCE_TOKENS, 0)
+        reservation.widen((max_turns - 1) * reservation.amount + max_turns * schemas)
 
     def reserve_synthesis(self) -> Reservation:
         """Everything left goes to the synthesis; the synthesizer fits its call into it."""

@@ -232,3 +232,15 @@ def test_a_turn_is_fitted_to_what_is_left_or_refused() -> None:
     assert worst_case_usd(PRICES["small"], turn_input_tokens_bound(lowered), lowered.max_tokens) <= full * 0.8
     with pytest.raises(BudgetExceeded, match="next model turn needs at least"):
         fit_turn(request, PRICES, worst_case_usd(PRICES["small"], turn_input_tokens_bound(request), 10))
+
+
+def test_a_tool_specialist_holds_several_turns_as_far_as_the_cap_has_money_left() -> None:
+    costs = CostAllotter.create(1.0, PRICES, ("small", 1000), ("small", 1000))
+    held = costs.ledger.reserve(0.1)
+    costs.widen_for_tools(held, common_pb2.Subtask(id="t1"), max_turns=4)
+    assert 0.4 < held.amount < 0.5 and costs.ledger.reserved == pytest.approx(held.amount)
+    greedy = costs.ledger.reserve(0.4)
+    costs.widen_for_tools(greedy, common_pb2.Subtask(id="t2"), max_turns=8)
+    assert costs.ledger.spent + costs.ledger.reserved == pytest.approx(1.0)  # all that was left, never more
+    greedy.settle(0.05)
+    assert costs.ledger.spent == pytest.approx(0.05)
