@@ -11,7 +11,6 @@ from agentmesh import metrics
 from agentmesh.cost_cap import fit_call
 from agentmesh.llm.metered import outcome_of
 from agentmesh.llm.provider import Prompt
-from agentmesh.tools import Toolbox
 from agentmesh.usage import usage_message
 from agentmesh.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from worker_svc.agents import Served, Specialists
@@ -23,10 +22,9 @@ logger = logging.getLogger(__name__)
 
 
 class WorkerServicer(worker_pb2_grpc.WorkerServicer):
-    def __init__(self, specialists: Specialists, settings: WorkerSettings, toolbox: Toolbox) -> None:
+    def __init__(self, specialists: Specialists, settings: WorkerSettings) -> None:
         self._specialists = specialists
         self._prices = settings.prices
-        self._toolbox = toolbox
 
     async def Execute(
         self,
@@ -63,8 +61,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
 
     async def _run(self, served: Served, prompt: Prompt, allotment_usd: float) -> LoopResult:
         """A tool loop when the specialist has tools its servers offer now; otherwise one model call."""
-        if definitions := self._toolbox.definitions(served.spec):
-            loop = ToolLoop(served.provider, self._toolbox, served.spec, definitions, self._prices, allotment_usd)
+        toolbox = self._specialists.toolbox
+        if definitions := toolbox.definitions(served.spec):
+            loop = ToolLoop(served.provider, toolbox, served.spec, definitions, self._prices, allotment_usd)
             return await loop.run(prompt)
         if allotment_usd > 0:
             prompt = fit_call(prompt, self._prices, allotment_usd)
