@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import sys
+import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +22,9 @@ from agentmesh.settings import DEFAULT_TEAMS_DIR
 from tests.e2e.conftest import mint_token
 from tests.support import fake_anthropic, fake_openai
 from tests.support.fake_api import FakeAPIProcess
-from tests.support.processes import REPO_ROOT, ProcessMesh, free_port, process_mesh
+from tests.support.fake_api import tool_results
+from tests.support.mcp_servers import HttpDemo, http_demo, journal_events
+from tests.support.processes import ProcessMesh, process_mesh
 
 pytestmark = pytest.mark.e2e
 
@@ -41,73 +41,21 @@ PRICES = {MODEL["anthropic"]: (2.0, 10.0), MODEL["openai"]: (0.4, 1.6)}
 # -- the MCP servers and the mesh --
 
 
-def read_journal(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def count(path: Path, event: str) -> int:
+    return len(journal_events(path, event))
 
 
-def wait_for_journal(path: Path, event: str, count: int, within_s: float = 20.0) -> list[dict[str, Any]]:
-    """Until the server has journalled ``count`` ``event`` lines (a file written by another process: polled)."""
+def wait_for_journal(path: Path, event: str, at_least: int, within_s: float = 20.0) -> None:
+    """Until the server has journalled ``at_least`` ``event`` lines (a file another process writes: polled)."""
     deadline = time.monotonic() + within_s
-    while True:
-        lines = [line for line in read_journal(path) if line["event"] == event]
-        if len(lines) >= count:
-            return lines
+    while count(path, event) < at_least:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{path.name}: {len(lines)} of {count} {event!r} lines within {within_s} s")
+            raise TimeoutError(f"{path.name}: {count(path, event)} of {at_least} {event!r} lines within {within_s} s")
         time.sleep(0.05)
-
-
-@dataclass
-class HttpServer:
-    """The demo MCP server over streamable HTTP, as its own process, restartable on the same port."""
-
-    port: int
-    journal: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/mcp"
-
-    def start(self) -> None:
-        starts = len([line for line in read_journal(self.journal) if line["event"] == "started"])
-        command = [sys.executable, "-m", "agentmesh.tools.demo_server", "--http", str(self.port), "--test-tools"]
-        command += ["--journal", str(self.journal)]
-        self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_journal(self.journal, "started", starts + 1)
-        deadline = time.monotonic() + 20
-        while True:  # started: now until it accepts connections
-            try:
-                httpx.get(f"http://127.0.0.1:{self.port}/", timeout=1)
-                return
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-        self.process = None
-
-
-@contextmanager
-def http_server(journal: Path) -> Iterator[HttpServer]:
-    server = HttpServer(free_port(), journal)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 def make_teams(root: Path, stdio_journal: Path, url: str) -> Path:
     """The default team, and "tools": one researcher with three MCP servers."""
-    import shutil
-
     shutil.copytree(DEFAULT_TEAMS_DIR / "default", root / "default")
     team = root / "tools"
     (team / "workers").mkdir(parents=True)
@@ -136,7 +84,7 @@ class World:
     fake: FakeAPIProcess
     mesh: ProcessMesh
     stdio_journal: Path
-    remote: HttpServer
+    remote: HttpDemo
 
     def chat(self, content: str = "What are MCP and gRPC?", **extra: Any) -> httpx.Response:
         return httpx.post(
@@ -171,7 +119,7 @@ def world(wire: str, workdir: Path, pricing_file: Path) -> Iterator[World]:
     spawn = fake_anthropic.spawn_fake_anthropic if wire == "anthropic" else fake_openai.spawn_fake_openai
     key = ANTHROPIC_KEY if wire == "anthropic" else OPENAI_KEY
     stdio_journal = workdir / "stdio-journal.jsonl"
-    with spawn(api_key=key) as fake, http_server(workdir / "http-journal.jsonl") as remote:
+    with spawn(api_key=key) as fake, http_demo(workdir) as remote:
         if wire == "anthropic":
             env = {"ANTHROPIC_API_KEY": key, "ANTHROPIC_BASE_URL": fake.base_url}
         else:
@@ -198,18 +146,22 @@ def pricing_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", params=["anthropic", "openai"])
-def any_wire(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, pricing_file: Path
-) -> Iterator[World]:
-    with world(request.param, tmp_path_factory.mktemp(f"tools-{request.param}"), pricing_file) as running:
+@pytest.fixture(scope="module")
+def anthropic_world(tmp_path_factory: pytest.TempPathFactory, pricing_file: Path) -> Iterator[World]:
+    with world("anthropic", tmp_path_factory.mktemp("tools-anthropic"), pricing_file) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def anthropic_world(tmp_path_factory: pytest.TempPathFactory, pricing_file: Path) -> Iterator[World]:
-    with world("anthropic", tmp_path_factory.mktemp("tools-faults"), pricing_file) as running:
+def openai_world(tmp_path_factory: pytest.TempPathFactory, pricing_file: Path) -> Iterator[World]:
+    with world("openai", tmp_path_factory.mktemp("tools-openai"), pricing_file) as running:
         yield running
+
+
+@pytest.fixture(params=["anthropic", "openai"])
+def any_wire(request: pytest.FixtureRequest) -> World:
+    running: World = request.getfixturevalue(f"{request.param}_world")
+    return running
 
 
 @pytest.fixture
@@ -220,8 +172,6 @@ def w(anthropic_world: World) -> World:
 
 def tool_results_of(body: dict[str, Any]) -> list[str]:
     """The tool results a worker sent, in either wire format."""
-    from tests.support.fake_api import tool_results
-
     return [result.content for result in tool_results(body)]
 
 
@@ -231,7 +181,7 @@ def tool_results_of(body: dict[str, Any]) -> list[str]:
 def test_a_specialist_calls_tools_over_two_turns_concurrently_and_answers_from_their_results(any_wire: World) -> None:
     w = any_wire
     w.reset()
-    local_calls = sum(1 for line in read_journal(w.stdio_journal) if line["event"] == "call")
+    local_calls = count(w.stdio_journal, "call")
     # Turn 1: three calls at once. The stats call returns only once the local server has seen both of this turn's
     # calls to it (or after 10 s with fewer): its count proves they were in flight together.
     w.fake.script(
@@ -287,7 +237,7 @@ def test_a_tool_that_raises_is_an_error_result_and_the_run_answers(w: World) -> 
 
 
 def test_a_tool_that_hangs_is_cancelled_at_tool_timeout(w: World) -> None:
-    cancelled = len([line for line in read_journal(w.stdio_journal) if line["event"] == "hang_cancelled"])
+    cancelled = count(w.stdio_journal, "hang_cancelled")
     w.fake.script({"tool_calls": [call("local__hang")], "match_tool_results": 0})
 
     response = w.chat("Wait for it")
@@ -301,7 +251,7 @@ def test_a_tool_that_hangs_is_cancelled_at_tool_timeout(w: World) -> None:
 
 
 def test_a_killed_mcp_server_fails_that_subtask_s_call_and_later_runs_work_once_it_is_back(w: World) -> None:
-    hangs = len([line for line in read_journal(w.remote.journal) if line["event"] == "hang_started"])
+    hangs = count(w.remote.journal, "hang_started")
     w.fake.script({"tool_calls": [call("remote__hang", seconds=60)], "match_tool_results": 0})
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(w.chat, "Ask the remote server")
@@ -346,8 +296,8 @@ def test_a_runaway_loop_is_told_it_loops_and_stops_at_max_turns_with_a_final_ans
 
 def test_a_client_that_disconnects_during_a_tool_call_cancels_it_and_no_further_model_call_is_made(w: World) -> None:
     journal = w.stdio_journal
-    started = len([line for line in read_journal(journal) if line["event"] == "hang_started"])
-    cancelled = len([line for line in read_journal(journal) if line["event"] == "cancelled_notification"])
+    started = count(journal, "hang_started")
+    cancelled = count(journal, "cancelled_notification")
     w.fake.script({"tool_calls": [call("local__hang")], "match_tool_results": 0})
     headers = {"Authorization": f"Bearer {mint_token(w.mesh.jwt_secret)}"}
     body = {"model": "agentmesh/tools", "stream": True, "messages": [{"role": "user", "content": "Hang on"}]}
