@@ -399,6 +399,8 @@ def banner(base: str, token: str, model: str, provider: str) -> str:
 agentmesh is ready: {base}\n{provider}
 
 teams: {model} (the default team) and {team} (researcher, analyst, writer); build your own: docs/teams.md
+tools: the researcher calls the demo MCP server's tools (a child of the worker); the progress and
+{base}/inspect name each call; add your own servers: docs/tools.md
 
 token (sub=local-dev, valid {TOKEN_TTL_S // 3600}h; mint another with `.venv/bin/python scripts/generate_jwt.py`):
 {token}
