@@ -162,33 +162,33 @@ class ToolLoop:
         self._spent += cost or 0.0
 
     async def _run_calls(self, result: TurnResult, turn: int) -> list[ToolResult]:
-        """Every call of the turn at once; results in the order the model asked for them."""
+        """Every call of the turn at once; results and records in the order the model asked for them."""
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(self._call(call, turn)) for call in result.tool_calls]
-        return [task.result() for task in tasks]
+        done = [task.result() for task in tasks]
+        self.calls.extend(record for _, record in done)
+        return [tool_result for tool_result, _ in done]
 
-    async def _call(self, call: ToolUse, turn: int) -> ToolResult:
+    async def _call(self, call: ToolUse, turn: int) -> tuple[ToolResult, CallRecord]:
         key = call_key(call)
         self._seen[key] += 1
         if self._seen[key] > MAX_IDENTICAL_CALLS:
-            self._record(call.name, "looping", 0.0, 0, turn)
-            return ToolResult(call.id, looping_text(call), is_error=True)
+            definition = self._by_name.get(call.name)
+            server, tool = (definition.server, definition.tool) if definition else ("", call.name)
+            return ToolResult(call.id, looping_text(call), is_error=True), CallRecord(
+                server, tool, 0.0, "looping", 0, turn
+            )
         outcome: ToolOutcome = await self._toolbox.call(self._spec, call.name, call.arguments, self._timeout_s())
-        self.calls.append(
-            CallRecord(outcome.server, outcome.tool, outcome.duration_s, outcome.outcome, outcome.result_chars, turn)
+        record = CallRecord(
+            outcome.server, outcome.tool, outcome.duration_s, outcome.outcome, outcome.result_chars, turn
         )
-        return ToolResult(call.id, outcome.text, is_error=outcome.is_error)
+        return ToolResult(call.id, outcome.text, is_error=outcome.is_error), record
 
     def _timeout_s(self) -> float:
         """The specialist's tool_timeout, cut to what is left of the subtask's deadline."""
         remaining = deadline.remaining_s()
         timeout = self._spec.tool_timeout_s
         return timeout if remaining is None else max(0.0, min(timeout, remaining - deadline.MARGIN_S))
-
-    def _record(self, model_name: str, outcome: str, duration_s: float, chars: int, turn: int) -> None:
-        definition = self._by_name.get(model_name)
-        server, tool = (definition.server, definition.tool) if definition else ("", model_name)
-        self.calls.append(CallRecord(server, tool, duration_s, outcome, chars, turn))
 
     def _result(self, text: str, end: LoopEnd, turns: int) -> LoopResult:
         usage = self._usage or TokenUsage(model=self._spec.model)

@@ -134,6 +134,7 @@ def world(wire: str, workdir: Path, pricing_file: Path) -> Iterator[World]:
             "MCP_RECONNECT_BACKOFF_INITIAL": "0.2",
             "MCP_RECONNECT_BACKOFF_MAX": "0.5",
         }
+        (workdir / "mesh").mkdir()
         with process_mesh(workdir / "mesh", env=env) as mesh:
             yield World(wire, fake, mesh, stdio_journal, remote)
 
@@ -338,13 +339,16 @@ def test_every_model_call_of_a_capped_tool_loop_starts_within_the_cap(w: World) 
          "match_tool_results": 0},
         {"tool_calls": [call("local__word_count", text="a b c")], "match_tool_results": 2},
     )  # fmt: skip
-    cap = 0.05
+    cap = 0.08  # room for the loop, not for every turn's default max_tokens
 
     response = w.chat("What is MCP?", max_cost_usd=cap)
 
     assert response.status_code == 200, response.text
     upstream = w.fake.requests()
-    assert len(w.worker_requests()) >= 2  # the cap left room for a loop
+    turns = w.worker_requests()
+    assert len(turns) == 3  # the cap left room for the whole loop ...
+    limits = [t["body"]["max_tokens"] for t in turns]
+    assert limits == sorted(limits, reverse=True) and limits[0] < 2048  # ... each turn lowered to what was left
     for model_call in upstream:
         start = model_call["received_s"]
         spent = sum(cost(r) for r in upstream if r["finished_s"] <= start)
