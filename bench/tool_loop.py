@@ -5,7 +5,7 @@ server, served over streamable HTTP by a child process that journals what it see
 loop: turn 1 calls the four tools at once, turn 2 answers from their results (no model latency, so what is left
 is the mesh's). Each subtask is a direct ``Worker.Execute``. Reported: errors (a call not ``ok``, a failed
 Execute), the MCP sessions the server saw (one per worker process is the goal, not one per call), and the overhead
-a tool turn adds beyond model and tool time: (Execute's duration − a call of the same worker without tools − the
+a tool turn adds beyond model and tool time: (Execute's duration - a call of the same worker without tools - the
 slowest tool call of each turn) / tool turns, median over subtasks.
 
     .venv/bin/python -m bench.tool_loop [--subtasks 32] [--rounds 5]

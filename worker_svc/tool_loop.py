@@ -37,7 +37,7 @@ from agentmesh.llm.provider import (
     UserText,
 )
 from agentmesh.teams.spec import AgentSpec
-from agentmesh.tools import ToolDefinition, ToolOutcome, Toolbox
+from agentmesh.tools import Toolbox, ToolDefinition, ToolOutcome
 
 LoopEnd = Literal["answered", "max_turns", "over_budget"]
 # The third identical call is refused: two may be a retry after a transient failure, three is a loop.

@@ -21,8 +21,7 @@ import pytest
 from agentmesh.settings import DEFAULT_TEAMS_DIR
 from tests.e2e.conftest import mint_token
 from tests.support import fake_anthropic, fake_openai
-from tests.support.fake_api import FakeAPIProcess
-from tests.support.fake_api import tool_results
+from tests.support.fake_api import FakeAPIProcess, tool_results
 from tests.support.mcp_servers import HttpDemo, http_demo, journal_events
 from tests.support.processes import ProcessMesh, process_mesh
 
