@@ -178,7 +178,9 @@ class ToolLoop:
             return ToolResult(call.id, looping_text(call), is_error=True), CallRecord(
                 server, tool, 0.0, "looping", 0, turn
             )
-        outcome: ToolOutcome = await self._toolbox.call(self._spec, call.name, call.arguments, self._timeout_s())
+        outcome: ToolOutcome = await self._toolbox.call(
+            self._spec, call.name, call.arguments, self._timeout_s(), call_id=call.id
+        )
         record = CallRecord(
             outcome.server, outcome.tool, outcome.duration_s, outcome.outcome, outcome.result_chars, turn
         )
