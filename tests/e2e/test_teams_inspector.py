@@ -1,4 +1,5 @@
-"""The inspector names each subtask's specialist: the offline research team's run, in a real headless Chromium."""
+"""The inspector names each subtask's specialist and shows the tool calls it made: the offline research team's run,
+in a real headless Chromium."""
 
 from __future__ import annotations
 
@@ -41,4 +42,17 @@ def test_the_inspector_shows_each_subtasks_specialist(tmp_path: Path) -> None:
             assert sorted(specialists) == ["analyst", "researcher", "writer"]
             labels = page.locator("#timeline text.row-label").all_text_contents()
             assert [label.split(" · ")[1] for label in labels if label.startswith("t")] == agents, labels
+            # The researcher has the demo MCP server's tools: its bar and its plan entry show the calls it made.
+            researcher = page.locator('#plan li[data-subtask-id]:has(.agent[data-agent="researcher"])')
+            subtask_id = researcher.get_attribute("data-subtask-id")
+            on_bar = page.locator(f'#timeline text.bar-tools[data-subtask-id="{subtask_id}"]')
+            expect(on_bar).to_have_attribute("data-tool-calls", "3")
+            expect(on_bar).to_contain_text("⚙ 3 tools")  # the calls themselves are its tooltip
+            calls = researcher.locator(".tool-calls li").all_text_contents()
+            assert [c.split(" ")[:2] for c in calls] == [
+                ["demo.lookup_fact", "ok"],
+                ["demo.word_count", "ok"],
+                ["demo.add", "ok"],
+            ]
+            assert page.locator("#timeline text.bar-tools").count() == 1  # the others have no tools
             page.close()
