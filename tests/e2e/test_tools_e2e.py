@@ -306,8 +306,11 @@ def test_a_client_that_disconnects_during_a_tool_call_cancels_it_and_no_further_
         assert r.status_code == 200
         wait_for_journal(journal, "hang_started", started + 1)
         completion_id = json.loads(next(r.iter_lines()).removeprefix("data: "))["id"]
+    closed_at = time.time()  # the server journals wall-clock times
     # The connection is closed: the run is cancelled through the mesh, down to the MCP call.
     wait_for_journal(journal, "cancelled_notification", cancelled + 1, within_s=TOOL_TIMEOUT_S - 0.5)
+    told_at = float(str(journal_events(journal, "cancelled_notification")[cancelled]["t"]))
+    assert told_at - closed_at < 1.0  # the MCP server was told within 1 s (long before tool_timeout)
     deadline = time.monotonic() + 10
     while w.run(completion_id)["status"] == "in_progress":  # the gateway's record of the run ends with it
         assert time.monotonic() < deadline
