@@ -325,12 +325,12 @@ def test_a_client_that_disconnects_during_a_tool_call_cancels_it_and_no_further_
 def cost(request: dict[str, Any]) -> float:
     input_price, output_price = PRICES[request["body"]["model"]]
     usage = request["usage"]
-    return (usage["input_tokens"] * input_price + usage["output_tokens"] * output_price) / 1_000_000
+    return float(usage["input_tokens"] * input_price + usage["output_tokens"] * output_price) / 1_000_000
 
 
 def worst_case(request: dict[str, Any]) -> float:
     input_price, output_price = PRICES[request["body"]["model"]]
-    return (request["usage"]["input_tokens"] * input_price + request["body"]["max_tokens"] * output_price) / 1e6
+    return float(request["usage"]["input_tokens"] * input_price + request["body"]["max_tokens"] * output_price) / 1e6
 
 
 def test_every_model_call_of_a_capped_tool_loop_starts_within_the_cap(w: World) -> None:
