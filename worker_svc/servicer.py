@@ -11,7 +11,9 @@ from agentmesh import metrics
 from agentmesh.cost_cap import fit_call
 from agentmesh.llm.metered import outcome_of
 from agentmesh.llm.provider import Prompt
-from agentmesh.usage import usage_message
+from agentmesh.teams.spec import AgentSpec
+from agentmesh.tools import ToolDefinition
+from agentmesh.usage import OutputCap, usage_message
 from agentmesh.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from worker_svc.agents import Served, Specialists
 from worker_svc.settings import WorkerSettings
@@ -34,10 +36,13 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         served = self._specialists.get(request.team, request.subtask.agent)
         spec = served.spec
         prompt = build_prompt(request, spec)
+        definitions = self._specialists.toolbox.definitions(spec)
+        if request.max_cost_usd > 0 and not definitions:
+            prompt = fit_call(prompt, self._prices, request.max_cost_usd)
         started = time.monotonic()
         outcome = "ok"
         try:
-            result = await self._run(served, prompt, request.max_cost_usd)
+            result = await self._run(served, prompt, request.max_cost_usd, definitions)
         except BaseException as exc:
             outcome = outcome_of(exc)
             raise
@@ -57,24 +62,26 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                 "tool_calls": len(result.calls),
             },
         )
-        return worker_pb2.ExecuteResponse(result=subtask_result(request.subtask.id, spec.name, result, duration_ms))
+        return worker_pb2.ExecuteResponse(result=subtask_result(request.subtask.id, spec, result, duration_ms))
 
-    async def _run(self, served: Served, prompt: Prompt, allotment_usd: float) -> LoopResult:
-        """A tool loop when the specialist has tools its servers offer now; otherwise one model call."""
-        toolbox = self._specialists.toolbox
-        if definitions := toolbox.definitions(served.spec):
+    async def _run(
+        self, served: Served, prompt: Prompt, allotment_usd: float, definitions: list[ToolDefinition]
+    ) -> LoopResult:
+        """A tool loop when the specialist has tools its servers offer now (each turn fitted to the allotment);
+        otherwise one model call, its prompt fitted already."""
+        if definitions:
+            toolbox = self._specialists.toolbox
             loop = ToolLoop(served.provider, toolbox, served.spec, definitions, self._prices, allotment_usd)
             return await loop.run(prompt)
-        if allotment_usd > 0:
-            prompt = fit_call(prompt, self._prices, allotment_usd)
         completion = await served.provider.complete(prompt)
-        return LoopResult(text=completion.text, usage=completion.usage, end=None, turns=1)
+        return LoopResult(completion.text, completion.usage, None, 1, prompt.max_tokens, completion.stop_reason)
 
 
-def subtask_result(subtask_id: str, specialist: str, result: LoopResult, duration_ms: int) -> common_pb2.SubtaskResult:
+def subtask_result(subtask_id: str, spec: AgentSpec, result: LoopResult, duration_ms: int) -> common_pb2.SubtaskResult:
     """One Usage for the whole subtask (its turns summed; ``calls`` counts them), so the orchestrator settles the
-    subtask's one reservation to what all of its turns cost."""
-    usage = usage_message("worker", result.usage, specialist)
+    subtask's one reservation to what all of its turns cost; its max_tokens are those of the answer's call."""
+    cap = OutputCap(result.max_tokens, spec.max_tokens)
+    usage = usage_message("worker", result.usage, spec.name, cap, result.stop_reason)
     usage.calls = result.turns
     return common_pb2.SubtaskResult(
         subtask_id=subtask_id,

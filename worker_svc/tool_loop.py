@@ -58,12 +58,15 @@ class CallRecord:
 
 @dataclass
 class LoopResult:
-    """``end`` is None for a subtask of one model call without tools."""
+    """``end`` is None for a subtask of one model call without tools; ``max_tokens`` and ``stop_reason`` are those
+    of its last model call (the one that wrote the answer)."""
 
     text: str
     usage: TokenUsage
     end: LoopEnd | None
     turns: int
+    max_tokens: int
+    stop_reason: str | None = None
     calls: list[CallRecord] = field(default_factory=list)
 
 
@@ -124,6 +127,8 @@ class ToolLoop:
     async def run(self, prompt: Prompt) -> LoopResult:
         items: list[ConversationItem] = [UserText(message.content) for message in prompt.messages]
         best = ""
+        last = TurnResult(text="", tool_calls=[], usage=TokenUsage(model=prompt.model))
+        last_max_tokens = prompt.max_tokens
         max_turns = max(1, self._spec.max_turns)
         for turn in range(1, max_turns + 1):
             final = turn == max_turns
@@ -140,12 +145,13 @@ class ToolLoop:
             except BudgetExceeded:
                 if turn == 1:
                     raise  # as for a call without tools: the subtask cannot start (FAILED_PRECONDITION)
-                return self._result(best or stopped_text(turn - 1), "over_budget", turn - 1)
+                return self._result(best or stopped_text(turn - 1), "over_budget", turn - 1, last_max_tokens, last)
             result = await self._provider.turn(request)
             self._account(result.usage)
-            best = result.text or best
+            best, last, last_max_tokens = result.text or best, result, request.max_tokens
             if final or not result.tool_calls:
-                return self._result(result.text or best, "max_turns" if final else "answered", turn)
+                end: LoopEnd = "max_turns" if final else "answered"
+                return self._result(result.text or best, end, turn, request.max_tokens, result)
             items.append(AssistantTurn(result.text, list(result.tool_calls)))
             items.append(ToolResults(await self._run_calls(result, turn)))
         raise AssertionError("unreachable: the last turn is final")
@@ -192,6 +198,6 @@ class ToolLoop:
         timeout = self._spec.tool_timeout_s
         return timeout if remaining is None else max(0.0, min(timeout, remaining - deadline.MARGIN_S))
 
-    def _result(self, text: str, end: LoopEnd, turns: int) -> LoopResult:
+    def _result(self, text: str, end: LoopEnd, turns: int, max_tokens: int, last: TurnResult) -> LoopResult:
         usage = self._usage or TokenUsage(model=self._spec.model)
-        return LoopResult(text=text, usage=usage, end=end, turns=turns, calls=list(self.calls))
+        return LoopResult(text, usage, end, turns, max_tokens, last.stop_reason, list(self.calls))
