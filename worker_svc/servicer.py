@@ -11,6 +11,7 @@ from agentmesh import metrics
 from agentmesh.cost_cap import fit_call
 from agentmesh.llm.metered import outcome_of
 from agentmesh.llm.provider import Prompt
+from agentmesh.shared_prefix import RESPONSE_BEGUN
 from agentmesh.teams.spec import AgentSpec
 from agentmesh.tools import ToolDefinition
 from agentmesh.usage import OutputCap, usage_message
@@ -19,6 +20,7 @@ from worker_svc.agents import Served, Specialists
 from worker_svc.settings import WorkerSettings
 from worker_svc.task import build_prompt
 from worker_svc.tool_loop import LoopResult, ToolLoop
+from worker_svc.warm import complete_announcing
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         started = time.monotonic()
         outcome = "ok"
         try:
-            result = await self._run(served, prompt, request.max_cost_usd, definitions)
+            result = await self._run(served, prompt, request, context, definitions)
         except BaseException as exc:
             outcome = outcome_of(exc)
             raise
@@ -65,15 +67,29 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         return worker_pb2.ExecuteResponse(result=subtask_result(request.subtask.id, spec, result, duration_ms))
 
     async def _run(
-        self, served: Served, prompt: Prompt, allotment_usd: float, definitions: list[ToolDefinition]
+        self,
+        served: Served,
+        prompt: Prompt,
+        request: worker_pb2.ExecuteRequest,
+        context: grpc.aio.ServicerContext[worker_pb2.ExecuteRequest, worker_pb2.ExecuteResponse],
+        definitions: list[ToolDefinition],
     ) -> LoopResult:
         """A tool loop when the specialist has tools its servers offer now (each turn fitted to the allotment);
-        otherwise one model call, its prompt fitted already."""
+        otherwise one model call, its prompt fitted already. A warm-up call announces when its response begins."""
+
+        async def begun() -> None:
+            await context.send_initial_metadata(((RESPONSE_BEGUN, "1"),))
+
         if definitions:
+            if request.warm:
+                await begun()  # a tool loop writes no shared cache entry: the others need not wait for it
             toolbox = self._specialists.toolbox
-            loop = ToolLoop(served.provider, toolbox, served.spec, definitions, self._prices, allotment_usd)
+            loop = ToolLoop(served.provider, toolbox, served.spec, definitions, self._prices, request.max_cost_usd)
             return await loop.run(prompt)
-        completion = await served.provider.complete(prompt)
+        if request.warm:
+            completion = await complete_announcing(served.provider, prompt, begun)
+        else:
+            completion = await served.provider.complete(prompt)
         return LoopResult(completion.text, completion.usage, None, 1, prompt.max_tokens, completion.stop_reason)
 
 
