@@ -10,6 +10,7 @@ import grpc
 from agentmesh import metrics
 from agentmesh.cost_cap import fit_call
 from agentmesh.llm.metered import outcome_of
+from agentmesh.llm.pacing import watch_queue
 from agentmesh.llm.provider import Prompt
 from agentmesh.shared_prefix import RESPONSE_BEGUN
 from agentmesh.teams.spec import AgentSpec
@@ -17,6 +18,7 @@ from agentmesh.tools import ToolDefinition
 from agentmesh.usage import OutputCap, usage_message
 from agentmesh.v1 import common_pb2, worker_pb2, worker_pb2_grpc
 from worker_svc.agents import Served, Specialists
+from worker_svc.queued import queued_notice
 from worker_svc.settings import WorkerSettings
 from worker_svc.task import build_prompt
 from worker_svc.tool_loop import LoopResult, ToolLoop
@@ -44,7 +46,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
         started = time.monotonic()
         outcome = "ok"
         try:
-            result = await self._run(served, prompt, request, context, definitions)
+            # A writer's one initial metadata is the warm-up's "response begun": it sends no queued notice.
+            with watch_queue(None if request.warm else queued_notice(context)) as queue:
+                result = await self._run(served, prompt, request, context, definitions)
         except BaseException as exc:
             outcome = outcome_of(exc)
             raise
@@ -64,7 +68,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServicer):
                 "tool_calls": len(result.calls),
             },
         )
-        return worker_pb2.ExecuteResponse(result=subtask_result(request.subtask.id, spec, result, duration_ms))
+        reply = subtask_result(request.subtask.id, spec, result, duration_ms)
+        reply.queued_ms = round(queue.waited_s * 1000)
+        return worker_pb2.ExecuteResponse(result=reply)
 
     async def _run(
         self,

@@ -18,7 +18,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agentmesh.llm.pacer import Pacer
-from agentmesh.llm.provider import LLMProvider, Prompt, RateLimited, StreamItem, aclose_stream
+from agentmesh.llm.provider import (
+    AssistantTurn,
+    ConversationItem,
+    LLMProvider,
+    Prompt,
+    RateLimited,
+    Request,
+    StreamItem,
+    TurnRequest,
+    UserText,
+    aclose_stream,
+)
 from agentmesh.llm.quota import QuotaReading, read_quota
 from agentmesh.llm.quota_share import QuotaShare
 from agentmesh.llm.wrapper import R, WrapperProvider
@@ -102,10 +113,10 @@ class PacingProvider(WrapperProvider):
         self._pacers = pacers
         self._scope = scope
 
-    def _pacer(self, prompt: Prompt) -> Pacer:
+    def _pacer(self, prompt: Request) -> Pacer:
         return self._pacers.get((self.name, prompt.model, self._scope))
 
-    async def _admit(self, pacer: Pacer, prompt: Prompt) -> None:
+    async def _admit(self, pacer: Pacer, prompt: Request) -> None:
         share = self._pacers.share
         if share is not None and (shared := await share.read(self._share_key(prompt))) is not None:
             pacer.merge(shared, time.time())
@@ -114,15 +125,15 @@ class PacingProvider(WrapperProvider):
         if watch is not None:
             watch.waited_s += waited
 
-    def _share_key(self, prompt: Prompt) -> str:
+    def _share_key(self, prompt: Request) -> str:
         return f"{self.name}:{prompt.model}:{self._scope}"
 
-    async def _publish(self, pacer: Pacer, prompt: Prompt) -> None:
+    async def _publish(self, pacer: Pacer, prompt: Request) -> None:
         share = self._pacers.share
         if share is not None and (snapshot := pacer.snapshot(time.time())) is not None:
             await share.write(self._share_key(prompt), snapshot)
 
-    async def around(self, prompt: Prompt, operation: str, call: Callable[[], Awaitable[R]]) -> R:
+    async def around(self, prompt: Request, operation: str, call: Callable[[], Awaitable[R]]) -> R:
         pacer = self._pacer(prompt)
         await self._admit(pacer, prompt)
         answer = _Answer()
@@ -172,8 +183,19 @@ class PacingProvider(WrapperProvider):
             await aclose_stream(items)
 
 
-def token_cost(prompt: Prompt) -> float:
+def token_cost(prompt: Request) -> float:
     """What the API counts against a tokens limit before it answers: the input (about 4 characters a token) and
     the most it may generate, as both APIs estimate it."""
-    chars = len(prompt.system) + sum(len(message.content) for message in prompt.messages)
+    if isinstance(prompt, TurnRequest):
+        chars = len(prompt.system) + sum(_item_chars(item) for item in prompt.items)
+    else:
+        chars = len(prompt.system) + sum(len(message.content) for message in prompt.messages)
     return chars / 4 + prompt.max_tokens
+
+
+def _item_chars(item: ConversationItem) -> int:
+    if isinstance(item, UserText):
+        return len(item.text)
+    if isinstance(item, AssistantTurn):
+        return len(item.text) + sum(len(str(call.arguments)) for call in item.tool_calls)
+    return sum(len(result.content) for result in item.results)
